@@ -1,0 +1,140 @@
+/**
+ * Loader of the CUDA addon (cuda/*.cu, built by CMakeLists.txt into build-cuda/Release/tessera_cuda.node).
+ * loadCudaBinding() never throws: a machine without the addon, a driver or a GPU gets `binding: null` and a
+ * reason to show the user, and the backends below it (cpu, js) carry on.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+declare const cudaBufferBrand: unique symbol;
+/** A device allocation owned by the addon (an External); free() it, or the GC frees it eventually. */
+export interface CudaBuffer {
+  readonly [cudaBufferBrand]: true;
+}
+
+/** Host memory the copies accept: any TypedArray (not a DataView), the whole of it is copied. */
+export type HostArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+export interface CudaDeviceProps {
+  index: number;
+  name: string;
+  /** Compute capability, e.g. 9.0 on an H100. */
+  major: number;
+  minor: number;
+  /** Bytes. */
+  totalMem: number;
+  smCount: number;
+  /** As cudaDriverGetVersion / cudaRuntimeGetVersion report them, e.g. 13000 for 13.0. */
+  driverVersion: number;
+  runtimeVersion: number;
+}
+
+export interface CudaDeviceInfo {
+  available: boolean;
+  /** '' when available, else the CUDA error (e.g. from cudaGetDeviceCount). */
+  reason: string;
+  count: number;
+  devices: CudaDeviceProps[];
+}
+
+/**
+ * The addon's exports. Sizes, offsets and counts are non-negative integers (bytes unless named n);
+ * every access is bounds-checked against the allocation. Errors carry a `code` from errors.ts:
+ * E_TYPE, E_ARG (out of bounds), E_DISPOSED (freed handle), E_DETACHED, E_OOM (message starts with
+ * "CUDA out of memory"), E_BACKEND (no device), E_NATIVE (other CUDA errors).
+ * All device work runs in order on one stream.
+ */
+export interface CudaBinding {
+  /** Never throws, also without a driver or GPU. */
+  deviceInfo(): CudaDeviceInfo;
+  malloc(bytes: number): CudaBuffer;
+  /** Frees now; using the handle afterwards (free included) throws E_DISPOSED. */
+  free(handle: CudaBuffer): void;
+  /** Copies all of `src` to the device at dstByteOffset; returns when the copy is complete. */
+  memcpyHtoD(handle: CudaBuffer, dstByteOffset: number, src: HostArray): void;
+  /** Fills all of `dst` from the device at srcByteOffset, after all queued work; blocks until done. */
+  memcpyDtoH(dst: HostArray, handle: CudaBuffer, srcByteOffset: number): void;
+  /** Queued on the stream; overlapping ranges of one buffer throw E_ARG. */
+  memcpyDtoD(dst: CudaBuffer, dstByteOffset: number, src: CudaBuffer, srcByteOffset: number, bytes: number): void;
+  /** Like memcpyDtoH, but the wait happens off the JS thread; resolves with `dst` once it holds the data. */
+  memcpyDtoHAsync<T extends HostArray>(dst: T, handle: CudaBuffer, srcByteOffset: number): Promise<T>;
+  /** Waits for all queued work; reports errors of earlier kernels. */
+  synchronize(): void;
+  memInfo(): { free: number; total: number };
+  /** out[i] = a[i] + b[i] for i < n (float32); out may be a or b. Queued, returns at once. */
+  addF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number): void;
+  /** buf[i] = Math.fround(value) for i < n. Queued, returns at once. */
+  fillF32(buf: CudaBuffer, value: number, n: number): void;
+}
+
+const EXPORTS: readonly (keyof CudaBinding)[] = [
+  'deviceInfo',
+  'malloc',
+  'free',
+  'memcpyHtoD',
+  'memcpyDtoH',
+  'memcpyDtoD',
+  'memcpyDtoHAsync',
+  'synchronize',
+  'memInfo',
+  'addF32',
+  'fillF32',
+];
+
+export const CUDA_NOT_BUILT = 'CUDA addon not built (run npm run build:cuda on a machine with nvcc)';
+
+/** This file runs as dist/backends/cuda/native.js: the package root is three levels up. */
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+/**
+ * Where the addon would be loaded from: $TESSERA_CUDA_ADDON if set (whether or not it exists), else the
+ * first existing of build-cuda/Release and prebuilds-cuda/<platform>-<arch>; null if none exists.
+ */
+export function findCudaAddon(): string | null {
+  const override = process.env.TESSERA_CUDA_ADDON;
+  if (override) return path.resolve(override);
+  const candidates = [
+    path.join(PACKAGE_ROOT, 'build-cuda', 'Release', 'tessera_cuda.node'),
+    path.join(PACKAGE_ROOT, 'prebuilds-cuda', `${process.platform}-${process.arch}`, 'tessera_cuda.node'),
+  ];
+  return candidates.find((file) => fs.existsSync(file)) ?? null;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Loads the addon and checks that a device is there. Never throws. */
+export function loadCudaBinding(): { binding: CudaBinding | null; reason: string } {
+  const file = findCudaAddon();
+  if (file === null) return { binding: null, reason: CUDA_NOT_BUILT };
+  if (!fs.existsSync(file)) return { binding: null, reason: `TESSERA_CUDA_ADDON=${file} does not exist` };
+  let binding: CudaBinding;
+  try {
+    binding = require(file) as CudaBinding;
+  } catch (err) {
+    return { binding: null, reason: `CUDA addon at ${file} failed to load: ${message(err)}` };
+  }
+  const missing = EXPORTS.filter((name) => typeof (binding as unknown as Record<string, unknown>)[name] !== 'function');
+  if (missing.length > 0) {
+    return { binding: null, reason: `CUDA addon at ${file} is stale (missing ${missing.join(', ')}): rebuild it` };
+  }
+  try {
+    const info = binding.deviceInfo();
+    if (!info.available) return { binding: null, reason: info.reason || 'no CUDA device available' };
+  } catch (err) {
+    return { binding: null, reason: `CUDA addon at ${file}: deviceInfo failed: ${message(err)}` };
+  }
+  return { binding, reason: '' };
+}

@@ -1,0 +1,253 @@
+// gemm: batched f32 GEMM, out[b] = op(A[b]) @ op(B[b]), row-major, overwrite.
+//
+// Algorithm (Goto/BLIS style):
+//   for jc in N by NC:                      B panel, KC x NC packed, shared (L3)
+//     for pc in K by KC:                    pack B panel in parallel (16-col slivers)
+//       parallel over (MC block, column range) tasks:
+//         pack A block MC x KC (thread-local, L2) as 6-row slivers
+//         for each 16-col B sliver (L1) x each 6-row A sliver: micro-kernel
+// The first KC block stores into C, later ones add, so C is never read before
+// it is written (NaN-poisoned outputs are fine) and, for a fixed KC, every
+// element is summed in the same order whatever the thread count or task split:
+// results are bit-identical across thread counts, batch folding and tile edges.
+// transA/transB and batch strides are absorbed by the packing routines, which
+// read either layout; padding rows/cols of a sliver are zero-filled.
+//
+// Layouts: A is [M][K] ([K][M] if transA), B is [K][N] ([N][K] if transB), out
+// [batch][M][N]; stride 0 broadcasts one matrix to every batch. When B is
+// broadcast and A is a dense non-transposed stack, the batch folds into M.
+// Small problems skip the pool; many small batches run one matrix per task.
+//
+// Block sizes for Zen3/Skylake-class cores (32-48 KB L1d, 512 KB-1 MB L2): KC=256
+// (B sliver 16 KB), MC=120 (A block 120 KB), NC=2048 (B panel 2 MB).
+// Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc), 4x8 portable C++ (below, which
+// GCC vectorizes with baseline SSE2).
+// Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
+#include "gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "cpu_features.h"
+#include "thread_pool.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr int64_t k_kc = 256;
+constexpr int64_t k_mc = 120;   // multiple of both mr (6 and 4)
+constexpr int64_t k_nc = 2048;  // multiple of both nr (16 and 8)
+constexpr int k_max_mr = 8;
+
+// Element (i, p) of A is at a[i * rs + p * cs]; likewise for B with (p, j).
+struct mat_view {
+  const float* p;
+  int64_t rs;
+  int64_t cs;
+};
+
+class aligned_floats {
+ public:
+  ~aligned_floats() { std::free(p_); }
+  float* get(size_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p_ == nullptr) throw std::bad_alloc();
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local aligned_floats tls_a_block;
+thread_local aligned_floats tls_b_panel;
+
+// dst[p * mr + ii] = A(i0 + ii, p0 + p), zero for ii >= rows.
+void pack_a_sliver(float* dst, const mat_view& a, int64_t i0, int rows, int64_t p0,
+                   int64_t kc, int mr) {
+  if (a.rs == 1) {  // transA: a column of A (fixed p) is contiguous in i
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = a.p + (p0 + p) * a.cs + i0;
+      float* d = dst + p * mr;
+      for (int ii = 0; ii < rows; ++ii) d[ii] = src[ii];
+      for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
+    }
+    return;
+  }
+  const float* row[k_max_mr];
+  for (int ii = 0; ii < rows; ++ii) row[ii] = a.p + (i0 + ii) * a.rs + p0 * a.cs;
+  for (int64_t p = 0; p < kc; ++p) {
+    float* d = dst + p * mr;
+    for (int ii = 0; ii < rows; ++ii) d[ii] = row[ii][p * a.cs];
+    for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
+  }
+}
+
+// dst[p * nr + jj] = B(p0 + p, j0 + jj), zero for jj >= cols.
+void pack_b_sliver(float* dst, const mat_view& b, int64_t j0, int cols, int64_t p0,
+                   int64_t kc, int nr) {
+  if (b.cs == 1) {  // B row-major [K][N]: a row of the sliver is contiguous
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = b.p + (p0 + p) * b.rs + j0;
+      float* d = dst + p * nr;
+      for (int jj = 0; jj < cols; ++jj) d[jj] = src[jj];
+      for (int jj = cols; jj < nr; ++jj) d[jj] = 0.0f;
+    }
+    return;
+  }
+  // transB [N][K]: walk each column (contiguous in p) in chunks so the 16 source
+  // streams stay in L1 while the destination is written in order.
+  constexpr int64_t chunk = 64;
+  for (int64_t pb = 0; pb < kc; pb += chunk) {
+    const int64_t pe = std::min(kc, pb + chunk);
+    for (int jj = 0; jj < cols; ++jj) {
+      const float* src = b.p + (j0 + jj) * b.cs + (p0 + pb) * b.rs;
+      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = src[(p - pb) * b.rs];
+    }
+    for (int jj = cols; jj < nr; ++jj)
+      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = 0.0f;
+  }
+}
+
+// Portable 4x8 micro-kernel: plain loops over a fixed-size accumulator tile.
+void kernel_generic_4x8(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                        int m_valid, int n_valid, bool accumulate) {
+  float t[4][8] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* a = ap + p * 4;
+    const float* b = bp + p * 8;
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) t[i][j] += a[i] * b[j];
+  }
+  for (int i = 0; i < m_valid; ++i) {
+    float* row = c + i * ldc;
+    if (accumulate) {
+      for (int j = 0; j < n_valid; ++j) row[j] += t[i][j];
+    } else {
+      for (int j = 0; j < n_valid; ++j) row[j] = t[i][j];
+    }
+  }
+}
+
+detail::gemm_kernel_info select_kernel() {
+  if (active_simd() == simd_level::avx2_fma) {
+    const detail::gemm_kernel_info k = detail::gemm_kernel_avx2();
+    if (k.kernel != nullptr) return k;
+  }
+  return {4, 8, &kernel_generic_4x8};
+}
+
+template <class F>
+void run_tasks(bool parallel, int64_t n, F&& f) {
+  if (parallel) {
+    parallel_for(n, f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// One matrix: c[m][n] = A @ B. `parallel` chooses pool vs calling thread only;
+// the arithmetic is the same either way.
+void gemm_one(float* c, const mat_view& a, const mat_view& b, int64_t m, int64_t n, int64_t k,
+              const detail::gemm_kernel_info& kern, bool parallel) {
+  const int mr = kern.mr;
+  const int nr = kern.nr;
+  const int64_t m_blocks = ceil_div(m, k_mc);
+  const int threads = parallel ? num_threads() : 1;
+  float* b_panel = tls_b_panel.get(static_cast<size_t>(k_kc * std::min(ceil_div(n, nr) * nr, k_nc)));
+
+  for (int64_t jc = 0; jc < n; jc += k_nc) {
+    const int64_t nc = std::min(k_nc, n - jc);
+    const int64_t n_slivers = ceil_div(nc, nr);
+    // Split columns only when there are too few row blocks to feed the pool;
+    // each extra split repacks the (small) A block once more.
+    const int64_t n_split =
+        std::clamp<int64_t>(ceil_div(4 * threads, m_blocks), 1, n_slivers);
+    const int64_t slivers_per_task = ceil_div(n_slivers, n_split);
+    const int64_t n_col_tasks = ceil_div(n_slivers, slivers_per_task);
+
+    for (int64_t pc = 0; pc < k; pc += k_kc) {
+      const int64_t kc = std::min(k_kc, k - pc);
+      const bool accumulate = pc > 0;
+
+      constexpr int64_t pack_group = 8;
+      run_tasks(parallel, ceil_div(n_slivers, pack_group), [&](int64_t g) {
+        const int64_t s_end = std::min(n_slivers, (g + 1) * pack_group);
+        for (int64_t s = g * pack_group; s < s_end; ++s) {
+          const int64_t j0 = jc + s * nr;
+          const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
+          pack_b_sliver(b_panel + s * kc * nr, b, j0, cols, pc, kc, nr);
+        }
+      });
+
+      run_tasks(parallel, m_blocks * n_col_tasks, [&](int64_t t) {
+        const int64_t ib = t / n_col_tasks;
+        const int64_t i0 = ib * k_mc;
+        const int64_t mc = std::min(k_mc, m - i0);
+        const int64_t m_slivers = ceil_div(mc, mr);
+        float* a_block = tls_a_block.get(static_cast<size_t>(k_mc * k_kc));
+        for (int64_t r = 0; r < m_slivers; ++r) {
+          const int rows = static_cast<int>(std::min<int64_t>(mr, mc - r * mr));
+          pack_a_sliver(a_block + r * kc * mr, a, i0 + r * mr, rows, pc, kc, mr);
+        }
+        const int64_t s_begin = (t % n_col_tasks) * slivers_per_task;
+        const int64_t s_end = std::min(n_slivers, s_begin + slivers_per_task);
+        for (int64_t s = s_begin; s < s_end; ++s) {
+          const int64_t j0 = jc + s * nr;
+          const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
+          const float* bp = b_panel + s * kc * nr;
+          for (int64_t r = 0; r < m_slivers; ++r) {
+            const int64_t i = i0 + r * mr;
+            const int rows = static_cast<int>(std::min<int64_t>(mr, m - i));
+            kern.kernel(kc, a_block + r * kc * mr, bp, c + i * n + j0, n, rows, cols, accumulate);
+          }
+        }
+      });
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& s) {
+  static const detail::gemm_kernel_info kern = select_kernel();
+  int64_t batch = s.batch;
+  int64_t m = s.m;
+  // Broadcast B over a dense stack of non-transposed A: one tall GEMM.
+  if (batch > 1 && s.stride_b == 0 && !s.trans_a && s.stride_a == s.m * s.k) {
+    m *= batch;
+    batch = 1;
+  }
+  const mat_view a_base = s.trans_a ? mat_view{a, 1, s.m} : mat_view{a, s.k, 1};
+  const mat_view b_base = s.trans_b ? mat_view{b, 1, s.k} : mat_view{b, s.n, 1};
+  const double flops = 2.0 * static_cast<double>(m) * s.n * s.k;
+  const bool pool = num_threads() > 1;
+  constexpr double k_parallel_flops = 1 << 21;  // ~20-40 us of one core
+
+  auto one = [&](int64_t bi, bool parallel) {
+    const mat_view av{a_base.p + bi * s.stride_a, a_base.rs, a_base.cs};
+    const mat_view bv{b_base.p + bi * s.stride_b, b_base.rs, b_base.cs};
+    gemm_one(out + bi * m * s.n, av, bv, m, s.n, s.k, kern, parallel);
+  };
+
+  if (batch > 1 && pool && flops < 4 * k_parallel_flops) {
+    parallel_for(batch, [&](int64_t bi) { one(bi, false); });
+    return;
+  }
+  const bool parallel = pool && flops >= k_parallel_flops;
+  for (int64_t bi = 0; bi < batch; ++bi) one(bi, parallel);
+}
+
+}  // namespace tessera

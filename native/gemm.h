@@ -1,0 +1,39 @@
+// gemm: batched f32 matrix multiply, out[b] = op(A[b]) @ op(B[b]).
+// Algorithm and tuning notes live in gemm.cc; the AVX2 micro-kernel in gemm_avx2.cc.
+#pragma once
+
+#include <cstdint>
+
+namespace tessera {
+
+struct gemm_f32_shape {
+  int64_t batch;
+  int64_t m, n, k;
+  int64_t stride_a, stride_b;  // elements between batch matrices; 0 = broadcast
+  bool trans_a;                // A stored [K][M] instead of [M][K]
+  bool trans_b;                // B stored [N][K] instead of [K][N]
+};
+
+// out: [batch][m][n] contiguous, overwritten (never read). Dims already
+// validated by the caller: all >= 1 and the buffers long enough.
+void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape);
+
+namespace detail {
+
+// C tile (m_valid x n_valid, row stride ldc) = or += packed A sliver (kc x mr)
+// times packed B sliver (kc x nr). Padding rows/cols of the slivers are zero.
+using gemm_micro_kernel = void (*)(int64_t kc, const float* a_packed, const float* b_packed,
+                                   float* c, int64_t ldc, int m_valid, int n_valid,
+                                   bool accumulate);
+
+struct gemm_kernel_info {
+  int mr;
+  int nr;
+  gemm_micro_kernel kernel;
+};
+
+gemm_kernel_info gemm_kernel_avx2();  // 6 x 16, AVX2 + FMA
+
+}  // namespace detail
+
+}  // namespace tessera

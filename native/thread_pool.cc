@@ -1,0 +1,159 @@
+// thread_pool: implementation (see thread_pool.h for the model).
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tessera {
+
+namespace {
+
+struct job {
+  detail::task_fn fn;
+  void* ctx;
+  int64_t n_tasks;
+  int max_helpers;                // workers allowed in besides the caller
+  std::atomic<int64_t> next{0};   // next unclaimed task index
+  int helpers_inside = 0;         // guarded by pool::mu
+  std::exception_ptr error;       // first error; guarded by error_mu
+  std::mutex error_mu;
+
+  bool has_work() const { return next.load(std::memory_order_relaxed) < n_tasks; }
+
+  void run_tasks() {
+    for (;;) {
+      const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n_tasks) return;
+      try {
+        fn(ctx, i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+        next.store(n_tasks, std::memory_order_relaxed);  // skip the rest
+      }
+    }
+  }
+};
+
+int initial_threads() {
+  int n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n < 1) n = 1;
+  if (const char* env = std::getenv("TESSERA_NUM_THREADS")) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && v >= 1) n = static_cast<int>(std::min<long>(v, k_max_threads));
+  }
+  return std::min(n, k_max_threads);
+}
+
+class pool {
+ public:
+  pool() : target_(initial_threads()) {}
+
+  int size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return target_;
+  }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    target_ = std::clamp(n, 1, k_max_threads);
+  }
+
+  void run(job& j) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      j.max_helpers = target_ - 1;
+      spawn_locked(target_ - 1);
+      if (j.max_helpers > 0) jobs_.push_back(&j);
+    }
+    if (j.max_helpers > 0) work_cv_.notify_all();
+    j.run_tasks();
+    std::unique_lock<std::mutex> lock(mu_);
+    remove_locked(&j);
+    done_cv_.wait(lock, [&] { return j.helpers_inside == 0; });
+  }
+
+ private:
+  void spawn_locked(int wanted) {
+    while (n_workers_ < wanted) {
+      std::thread([this] { worker_loop(); }).detach();  // lives until process exit
+      ++n_workers_;
+    }
+  }
+
+  void remove_locked(job* j) {
+    jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), j), jobs_.end());
+  }
+
+  // A job a worker may enter now; drops exhausted jobs from the list.
+  job* pick_locked() {
+    for (size_t i = 0; i < jobs_.size();) {
+      job* j = jobs_[i];
+      if (!j->has_work()) {
+        jobs_.erase(jobs_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      if (j->helpers_inside < j->max_helpers) return j;
+      ++i;
+    }
+    return nullptr;
+  }
+
+  void worker_loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      job* j = nullptr;
+      work_cv_.wait(lock, [&] { return (j = pick_locked()) != nullptr; });
+      ++j->helpers_inside;
+      lock.unlock();
+      j->run_tasks();
+      lock.lock();
+      if (--j->helpers_inside == 0) done_cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable done_cv_;
+  std::vector<job*> jobs_;
+  int n_workers_ = 0;
+  int target_;
+};
+
+pool& the_pool() {
+  static pool* p = new pool();  // leaked on purpose, see header
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return the_pool().size(); }
+
+void set_num_threads(int n) { the_pool().resize(n); }
+
+namespace detail {
+
+void parallel_for_impl(int64_t n_tasks, task_fn fn, void* ctx) {
+  if (n_tasks <= 0) return;
+  if (n_tasks == 1) {
+    fn(ctx, 0);
+    return;
+  }
+  job j;
+  j.fn = fn;
+  j.ctx = ctx;
+  j.n_tasks = n_tasks;
+  the_pool().run(j);
+  if (j.error) std::rethrow_exception(j.error);
+}
+
+}  // namespace detail
+
+}  // namespace tessera
