@@ -294,7 +294,7 @@ function satInt(x: number, lo: number, hi: number): number {
   return x >= lo ? (x <= hi ? Math.trunc(x) : hi) : x !== x ? 0 : lo;
 }
 
-/** Branch-free clamp for whole arrays (random data mispredicts): NaN passes through, the store makes it 0. */
+/** Clamp for whole-array loops: NaN passes through and the typed-array store (or `& 15`) makes it 0. */
 function clampNum(x: number, lo: number, hi: number): number {
   return Math.max(lo, Math.min(hi, x));
 }
@@ -381,33 +381,34 @@ export function decode(d: DType, storage: Storage, n: number, out?: Float32Array
   const o = out ?? new Float64Array(n);
   if (o.length < n) throw new TesseraError('E_ARG', 'decode', `out holds ${o.length} elements, needs ${n}`);
   const f = miniOf(d);
-  if (f === BF16 && o instanceof Float32Array) {
-    const u = new Uint32Array(o.buffer, o.byteOffset, n);
-    for (let i = 0; i < n; i++) u[i] = storage[i] << 16;
-    return o;
-  }
-  if (f !== null) {
-    const t = miniTable(f);
-    for (let i = 0; i < n; i++) o[i] = t[storage[i]];
-    return o;
-  }
-  switch (d) {
-    case 'bool':
-      for (let i = 0; i < n; i++) o[i] = storage[i] !== 0 ? 1 : 0;
-      break;
-    case 'int4':
-    case 'uint4': {
-      const signed = d === 'int4' ? 1 : 0;
-      for (let i = 0; i < n; i++) {
-        const nib = i & 1 ? storage[i >> 1] >>> 4 : storage[i >> 1] & 15;
-        o[i] = signed && nib >= 8 ? nib - 16 : nib;
-      }
-      break;
-    }
-    default:
-      o.set(n === storage.length ? storage : storage.subarray(0, n));
-  }
+  if (f === BF16 && o instanceof Float32Array) decodeBf16ToF32(storage as Uint16Array, n, o);
+  else if (f !== null) decodeByTable(miniTable(f), storage as Uint16Array | Uint8Array, n, o);
+  else if (d === 'bool') decodeBool(storage as Uint8Array, n, o);
+  else if (d === 'int4' || d === 'uint4') decodeNibbles(storage as Uint8Array, n, o, d === 'int4' ? 8 : 0);
+  else o.set(n === storage.length ? storage : storage.subarray(0, n));
   return o;
+}
+
+// One small loop per storage kind keeps each loop's element accesses monomorphic-ish.
+function decodeBf16ToF32(s: Uint16Array, n: number, o: Float32Array): void {
+  const u = new Uint32Array(o.buffer, o.byteOffset, n);
+  for (let i = 0; i < n; i++) u[i] = s[i] << 16;
+}
+function decodeByTable(t: Float32Array, s: Uint16Array | Uint8Array, n: number, o: Float32Array | Float64Array): void {
+  for (let i = 0; i < n; i++) o[i] = t[s[i]];
+}
+function decodeBool(s: Uint8Array, n: number, o: Float32Array | Float64Array): void {
+  for (let i = 0; i < n; i++) o[i] = Math.min(s[i], 1);
+}
+/** x = 8 sign-extends a nibble ((nib ^ 8) - 8), x = 0 leaves it unsigned. */
+function decodeNibbles(s: Uint8Array, n: number, o: Float32Array | Float64Array, x: number): void {
+  const pairs = n >> 1;
+  for (let i = 0; i < pairs; i++) {
+    const b = s[i];
+    o[2 * i] = ((b & 15) ^ x) - x;
+    o[2 * i + 1] = ((b >>> 4) ^ x) - x;
+  }
+  if (n & 1) o[n - 1] = ((s[pairs] & 15) ^ x) - x;
 }
 
 /** Storage -> Float32Array (float64 and int32 values rounded to f32, nearest-even; everything else exact). */
@@ -422,11 +423,8 @@ export function getElement(d: DType, storage: Storage, i: number): number {
     case 'bfloat16': return miniTable(BF16)[storage[i]];
     case 'float8_e4m3fn': return miniTable(E4M3)[storage[i]];
     case 'float8_e5m2': return miniTable(E5M2)[storage[i]];
-    case 'int4': {
-      const nib = i & 1 ? storage[i >> 1] >>> 4 : storage[i >> 1] & 15;
-      return nib >= 8 ? nib - 16 : nib;
-    }
-    case 'uint4': return i & 1 ? storage[i >> 1] >>> 4 : storage[i >> 1] & 15;
+    case 'int4': return (((i & 1 ? storage[i >> 1] >>> 4 : storage[i >> 1]) & 15) ^ 8) - 8;
+    case 'uint4': return (i & 1 ? storage[i >> 1] >>> 4 : storage[i >> 1]) & 15;
     case 'bool': return storage[i] !== 0 ? 1 : 0;
     default: return storage[i];
   }
@@ -475,17 +473,30 @@ export function castStorage(from: DType, to: DType, storage: Storage, n: number)
   if (to === 'float64') return decode(from, storage, n);
   if (from === 'float32' || from === 'float64') return encode(to, storage, n);
   if (from === 'int32') return encode(to, decode(from, storage, n), n); // int32 is not exact in f32
-  const toPacked = INFO[to].isPacked;
-  if (n >= 1024 && !toPacked && INFO[from].bits === 8) {
-    // one byte per source element: convert the 256 possible bytes once, then look up
-    const bytes = new Uint8Array(256);
-    for (let b = 0; b < 256; b++) bytes[b] = b;
-    const srcTable = from === 'int8' ? new Int8Array(bytes.buffer) : bytes;
-    const lut = encode(to, decode(from, srcTable, 256), 256);
-    const out = allocStorage(to, n);
-    for (let i = 0; i < n; i++) out[i] = lut[storage[i] & 0xff];
-    return out;
-  }
+  if (n >= 1024 && INFO[from].bits === 8) return castByByteTable(from, to, storage as Uint8Array | Int8Array, n);
   // every remaining source dtype is exact in f32, so the f32 bit path rounds the exact value
   return encode(to, decodeF32(from, storage, n), n);
+}
+
+/** One byte per source element: convert the 256 possible bytes once, then look each element up. */
+function castByByteTable(from: DType, to: DType, storage: Uint8Array | Int8Array, n: number): Storage {
+  const bytes = new Uint8Array(256);
+  for (let b = 0; b < 256; b++) bytes[b] = b;
+  const values = decode(from, from === 'int8' ? new Int8Array(bytes.buffer) : bytes, 256);
+  const out = allocStorage(to, n);
+  if (INFO[to].isPacked) {
+    const nib = new Uint8Array(256);
+    for (let b = 0; b < 256; b++) {
+      const one = new Uint8Array(1);
+      setElement(to, one, 0, values[b]); // element 0: the low nibble
+      nib[b] = one[0];
+    }
+    const pairs = n >> 1;
+    for (let i = 0; i < pairs; i++) out[i] = nib[storage[2 * i] & 0xff] | (nib[storage[2 * i + 1] & 0xff] << 4);
+    if (n & 1) out[pairs] = nib[storage[n - 1] & 0xff];
+    return out;
+  }
+  const lut = encode(to, values, 256);
+  for (let i = 0; i < n; i++) out[i] = lut[storage[i] & 0xff];
+  return out;
 }

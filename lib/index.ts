@@ -42,10 +42,9 @@ safely(registerCudaBackend);
 
 const cpu = backends().find((b) => b.name === 'cpu')!;
 if (!cpu.available && !process.env.TESSERA_QUIET && process.env.TESSERA_NO_NATIVE !== '1') {
-  process.emitWarning(
-    `native CPU backend unavailable (${cpu.reason}); using the pure-JS backend. ` +
-      'Reinstall on linux-x64 to get the prebuilt addon, or build it with `npm rebuild tessera` (needs a C++ toolchain).',
-    { code: 'TESSERA_NO_NATIVE' },
+  process.stderr.write(
+    `tessera: native CPU backend unavailable (${cpu.reason}); using the pure-JS backend. ` +
+      'Reinstall on linux-x64 to get the prebuilt addon, or build it with `npm rebuild tessera` (needs a C++ toolchain).\n',
   );
 }
 

@@ -33,7 +33,15 @@ namespace tessera {
 namespace {
 
 constexpr int k_bq = 48;
-constexpr int k_bk = 64;  // also the score tile row stride (multiple of 8)
+constexpr int k_bk = 64;  // largest key block; also the score tile row stride (multiple of 8)
+
+// Key block: as many keys as keep one K block and one V block within ~16 KB
+// each (L1-resident while the whole query block uses them), 8..64, multiple of 8.
+int key_block(int64_t d, int64_t dv) {
+  const int64_t widest = std::max(d, dv);
+  const int64_t fit = (16384 / 4 / widest) & ~int64_t{7};
+  return static_cast<int>(std::clamp<int64_t>(fit, 8, k_bk));
+}
 constexpr float k_neg_inf = -std::numeric_limits<float>::infinity();
 
 void scores_generic(float* s, int64_t ld_s, const float* q, int rows, const float* k, int keys,
@@ -106,8 +114,9 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
   int64_t key_end = s.seq_k;
   if (s.causal) key_end = std::clamp<int64_t>(s.kv_offset + q0 + rows, 0, s.seq_k);
 
-  for (int64_t k0 = 0; k0 < key_end; k0 += k_bk) {
-    const int keys = static_cast<int>(std::min<int64_t>(k_bk, key_end - k0));
+  const int bk = key_block(s.dim, s.dim_v);
+  for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
+    const int keys = static_cast<int>(std::min<int64_t>(bk, key_end - k0));
     kern.scores(tile, k_bk, q, rows, k + k0 * s.dim, keys, s.dim, s.scale);
     if (s.causal && k0 + keys - 1 > s.kv_offset + q0) {
       for (int i = 0; i < rows; ++i) {

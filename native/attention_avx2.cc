@@ -202,32 +202,38 @@ TESSERA_AVX2 void pv_tile(float* o, int64_t dv, const float* p, int64_t ld_p, co
     }
 }
 
-template <int R>
-TESSERA_AVX2 void pv_rows(float* o, int64_t dv, const float* p, int64_t ld_p, const float* v,
-                          int keys, const float* alpha) {
-  const __m256i none = _mm256_setzero_si256();
-  int64_t c = 0;
-  for (; c + 16 <= dv; c += 16) pv_tile<R, 2, false>(o + c, dv, p, ld_p, v + c, keys, alpha, none);
-  if (c + 8 <= dv) {
-    pv_tile<R, 1, false>(o + c, dv, p, ld_p, v + c, keys, alpha, none);
-    c += 8;
+// Rows [0, rows) of one column range of o (W vectors, last one masked if MASKED).
+template <int W, bool MASKED>
+TESSERA_AVX2 void pv_cols(float* o, int64_t dv, const float* p, int64_t ld_p, int rows,
+                          const float* v, int keys, const float* alpha, __m256i mask) {
+  int i = 0;
+  for (; i + 6 <= rows; i += 6)
+    pv_tile<6, W, MASKED>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i, mask);
+  float* oi = o + i * dv;
+  const float* pi = p + i * ld_p;
+  switch (rows - i) {
+    case 1: pv_tile<1, W, MASKED>(oi, dv, pi, ld_p, v, keys, alpha + i, mask); break;
+    case 2: pv_tile<2, W, MASKED>(oi, dv, pi, ld_p, v, keys, alpha + i, mask); break;
+    case 3: pv_tile<3, W, MASKED>(oi, dv, pi, ld_p, v, keys, alpha + i, mask); break;
+    case 4: pv_tile<4, W, MASKED>(oi, dv, pi, ld_p, v, keys, alpha + i, mask); break;
+    case 5: pv_tile<5, W, MASKED>(oi, dv, pi, ld_p, v, keys, alpha + i, mask); break;
+    default: break;
   }
-  if (c < dv) pv_tile<R, 1, true>(o + c, dv, p, ld_p, v + c, keys, alpha, tail_mask(dv - c));
 }
 
+// Column chunks outer, row groups inner: the keys x 16 slice of V (<= 4 KB)
+// stays in L1 while every row of the block uses it.
 __attribute__((target("avx2,fma"))) void pv_avx2(float* o, int64_t dv, const float* p,
                                                   int64_t ld_p, int rows, const float* v,
                                                   int keys, const float* alpha) {
-  int i = 0;
-  for (; i + 6 <= rows; i += 6) pv_rows<6>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i);
-  switch (rows - i) {
-    case 1: pv_rows<1>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i); break;
-    case 2: pv_rows<2>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i); break;
-    case 3: pv_rows<3>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i); break;
-    case 4: pv_rows<4>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i); break;
-    case 5: pv_rows<5>(o + i * dv, dv, p + i * ld_p, ld_p, v, keys, alpha + i); break;
-    default: break;
+  const __m256i none = _mm256_setzero_si256();
+  int64_t c = 0;
+  for (; c + 16 <= dv; c += 16) pv_cols<2, false>(o + c, dv, p, ld_p, rows, v + c, keys, alpha, none);
+  if (c + 8 <= dv) {
+    pv_cols<1, false>(o + c, dv, p, ld_p, rows, v + c, keys, alpha, none);
+    c += 8;
   }
+  if (c < dv) pv_cols<1, true>(o + c, dv, p, ld_p, rows, v + c, keys, alpha, tail_mask(dv - c));
 }
 
 }  // namespace

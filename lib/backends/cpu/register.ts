@@ -87,7 +87,7 @@ interface AttnAttrs {
 
 function attnArgs(inputs: Tensor[], at: AttnAttrs, out: Float32Array) {
   const [q, k, v] = inputs.map(f32View);
-  return [q, k, v, out, at.B, at.Hq, at.Hkv, at.Sq, at.Sk, at.D, at.Dv, at.scale, at.causal, at.kvOffset] as const;
+  return [q, k, v, out, at.B, at.Hq, at.Hkv, at.Sq, at.Sk, at.D, at.Dv, at.scale, at.causal, at.causal ? at.kvOffset : 0] as const;
 }
 
 export function registerCpuBackend(): void {
@@ -145,7 +145,7 @@ export function registerCpuBackend(): void {
     if (at.hasMask) return 'mask';
     if (!NATIVE_DTYPES.has(inputs[0].dtype)) return 'dtype';
     if ([at.B, at.Hq, at.Hkv, at.Sq, at.Sk, at.D, at.Dv].some((d) => d === 0)) return 'empty';
-    if (at.kvOffset < 0) return 'negative kvOffset';
+    if (at.causal && at.kvOffset < 0) return 'negative kvOffset';
     return true;
   };
   registerKernel({

@@ -128,7 +128,7 @@ export function loadCudaBinding(): { binding: CudaBinding | null; reason: string
   }
   const missing = EXPORTS.filter((name) => typeof (binding as unknown as Record<string, unknown>)[name] !== 'function');
   if (missing.length > 0) {
-    return { binding: null, reason: `CUDA addon at ${file} is stale (missing ${missing.join(', ')}): rebuild it` };
+    return { binding: null, reason: `CUDA addon at ${file} lacks ${missing.join(', ')} (a stale build? rebuild it)` };
   }
   try {
     const info = binding.deviceInfo();

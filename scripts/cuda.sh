@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# scripts/cuda.sh: driver for the CUDA addon on a GPU machine (which has nvcc and cmake but no npm).
+#
+#   scripts/cuda.sh pack                 HERE, before a device call: packs tape and its dependencies into
+#                                        .device/test-modules.tar.xz (run ../shared/device/prep.sh first)
+#   scripts/cuda.sh test     [OUTDIR]    build the addon with plain cmake, run test/cuda-smoke.test.js
+#   scripts/cuda.sh memcheck [OUTDIR]    the same test under compute-sanitizer --tool memcheck
+#   scripts/cuda.sh bench    [OUTDIR]    build, then run each benchmark/cuda/*.js with OUTDIR as argument
+#
+# OUTDIR (default ./cuda-out) receives build.log, env.txt and one log per run. dist/ (compiled TS) must
+# be there: run `npm run build:ts` here and carry dist. A device call looks like
+#   carry [".device", "dist"]:  source .device/boot.sh && bash scripts/cuda.sh test $OUT
+set -euo pipefail
+
+mode=${1:-}
+out=${2:-./cuda-out}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+die() { echo "cuda.sh: $*" >&2; exit 2; }
+
+pack() {
+  [ -d node_modules/tape ] || die "node_modules/tape missing: npm install first"
+  mkdir -p .device
+  # tape's dependency closure, as node resolves it (nested node_modules included).
+  node -e '
+    const path = require("path"), seen = new Set();
+    (function walk(name, from) {
+      let pj;
+      try { pj = require.resolve(name + "/package.json", { paths: [from] }); } catch { return; }
+      const dir = path.dirname(pj);
+      if (seen.has(dir)) return;
+      seen.add(dir);
+      for (const dep of Object.keys(require(pj).dependencies || {})) walk(dep, dir);
+    })("tape", process.cwd());
+    for (const d of seen) console.log(path.relative(process.cwd(), d));
+  ' | tar -cJf .device/test-modules.tar.xz --exclude='*.md' --exclude='*.ts' -T -
+  echo "packed $(tar -tJf .device/test-modules.tar.xz | grep -c '/package.json$') packages into .device/test-modules.tar.xz ($(du -h .device/test-modules.tar.xz | cut -f1))"
+}
+
+setup() {
+  command -v node >/dev/null || die "node not on PATH (on the GPU machine: source .device/boot.sh)"
+  [ -f dist/backends/cuda/native.js ] || die "dist/ missing: run npm run build:ts and carry dist"
+  if [ ! -d node_modules/tape ]; then
+    [ -f .device/test-modules.tar.xz ] || die "tape missing: run scripts/cuda.sh pack here and carry .device"
+    tar -xJf .device/test-modules.tar.xz
+  fi
+  for p in node-api-headers node-addon-api; do
+    [ -d "node_modules/$p" ] || die "node_modules/$p missing (source .device/boot.sh)"
+  done
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  {
+    echo "date: $(date -u +%FT%TZ)"
+    echo "node: $(node --version)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
+    nvcc --version 2>&1 | tail -2 || true
+    cmake --version 2>&1 | head -1
+  } > "$out/env.txt"
+  cat "$out/env.txt"
+}
+
+build() {
+  export CUDACXX=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  local gen=()
+  # A build tree keeps its generator; pick Ninja only for a fresh one.
+  if [ ! -f build-cuda/CMakeCache.txt ] && command -v ninja >/dev/null; then gen=(-G Ninja); fi
+  echo "building build-cuda/Release/tessera_cuda.node ..."
+  if ! { cmake -S . -B build-cuda "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+           -DCMAKE_JS_INC="$root/node_modules/node-api-headers/include" \
+           -DNODE_ADDON_API_DIR="$root/node_modules/node-addon-api" &&
+         cmake --build build-cuda -j "$(nproc)"; } > "$out/build.log" 2>&1; then
+    tail -40 "$out/build.log"
+    die "build failed (full log: $out/build.log)"
+  fi
+  grep -iE 'warning' "$out/build.log" || true
+  export TESSERA_CUDA_ADDON="$root/build-cuda/Release/tessera_cuda.node"
+}
+
+run_test() {
+  node test/cuda-smoke.test.js 2>&1 | tee "$out/cuda-smoke.tap"
+}
+
+run_memcheck() {
+  command -v compute-sanitizer >/dev/null || die "compute-sanitizer not on PATH"
+  local log="$out/memcheck.log" rc=0
+  compute-sanitizer --tool memcheck node test/cuda-smoke.test.js > "$log" 2>&1 || rc=$?
+  grep -E '^(# (pass|fail|tests)|not ok)|=========' "$log" | grep -v '^=========     ' | head -60 || true
+  # The test's 1 TB cudaMalloc is expected to fail; any other sanitizer report is a failure.
+  local unexpected
+  unexpected=$(grep -E '^========= (Invalid|Program hit|Error|Race|Uninitialized|Leaked)' "$log" |
+               grep -vc 'cudaErrorMemoryAllocation' || true)
+  echo "memcheck: test exit $rc, unexpected sanitizer reports: $unexpected (full log: $log)"
+  [ "$rc" -eq 0 ] && [ "$unexpected" -eq 0 ]
+}
+
+run_bench() {
+  shopt -s nullglob
+  local files=(benchmark/cuda/*.js)
+  [ ${#files[@]} -gt 0 ] || { echo "no CUDA benchmarks yet (benchmark/cuda/*.js)"; return 0; }
+  for f in "${files[@]}"; do
+    echo "== $f"
+    node "$f" "$out" 2>&1 | tee "$out/$(basename "$f" .js).log"
+  done
+}
+
+case "$mode" in
+  pack) pack ;;
+  test) setup; build; run_test ;;
+  memcheck) setup; build; run_memcheck ;;
+  bench) setup; build; run_bench ;;
+  *) die "usage: scripts/cuda.sh pack | test|memcheck|bench [OUTDIR]" ;;
+esac

@@ -1,0 +1,59 @@
+'use strict';
+// Shared by the tests: a seeded PRNG, dtype tolerances (llm.c validate_result style) and a comparison
+// that reports ‖out−ref‖/‖ref‖ and max-abs error, where NaN never passes.
+
+/** mulberry32: tiny seeded PRNG for shapes and data in tests. */
+function rng(seed) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
+    pick: (arr) => arr[Math.floor(next() * arr.length)],
+    normal: () => {
+      const u = Math.max(next(), 1e-12);
+      return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+    },
+  };
+}
+
+/** relative-L2 tolerance per output dtype */
+const TOL = { float64: 1e-12, float32: 2e-5, float16: 2e-3, bfloat16: 1.6e-2, float8_e4m3fn: 0.13, float8_e5m2: 0.26 };
+
+/** Compares two value arrays; returns { ok, rel, maxAbs, msg }. */
+function compare(out, ref, tol) {
+  if (out.length !== ref.length) return { ok: false, msg: `length ${out.length} vs ${ref.length}` };
+  let num = 0;
+  let den = 0;
+  let maxAbs = 0;
+  let refMax = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const o = out[i];
+    const r = ref[i];
+    if (Number.isNaN(r) || Number.isNaN(o)) {
+      if (Number.isNaN(r) && Number.isNaN(o)) continue;
+      return { ok: false, msg: `NaN mismatch at ${i}: out ${o}, ref ${r}` };
+    }
+    if (!Number.isFinite(r) || !Number.isFinite(o)) {
+      if (o === r) continue;
+      return { ok: false, msg: `non-finite mismatch at ${i}: out ${o}, ref ${r}` };
+    }
+    const d = Math.abs(o - r);
+    num += d * d;
+    den += r * r;
+    maxAbs = Math.max(maxAbs, d);
+    refMax = Math.max(refMax, Math.abs(r));
+  }
+  const rel = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+  // max-abs check: no element may be off by more than a few tolerances of the largest magnitude
+  const ok = rel <= tol && maxAbs <= 8 * tol * Math.max(refMax, 1e-30) + (den === 0 ? tol : 0);
+  return { ok, rel, maxAbs, msg: `rel ${rel.toExponential(2)} (tol ${tol}), maxAbs ${maxAbs.toExponential(2)}` };
+}
+
+module.exports = { rng, TOL, compare };
