@@ -5,14 +5,74 @@
 // the backend's non-blocking stream, so it could overtake a kernel still writing the source.
 // The asynchronous read stages through pinned memory: a DMA into pinned memory needs no CPU thread, and
 // the JS-owned destination is written only on the JS thread, after the wait, when it is known to be alive.
-// Pinned staging is allocated per read for now; a reusable pool can come when a benchmark asks for it.
+// Staging blocks are pooled: cudaFreeHost synchronizes the whole device, which would stall the JS thread
+// behind every queued kernel. Blocks are powers of two from 64 KiB; up to 1 GiB of blocks of at most
+// 256 MiB stay cached for the life of the process, larger or surplus ones are freed after use.
 #include "memory.cuh"
 
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace tessera_cuda {
 
 namespace {
+
+constexpr size_t kPinnedMin = size_t(64) << 10;
+constexpr size_t kPinnedMaxCached = size_t(256) << 20;
+constexpr size_t kPinnedCacheLimit = size_t(1) << 30;
+
+struct PinnedBlock {
+  void* ptr;
+  size_t capacity;
+};
+
+struct PinnedPool {
+  std::mutex mu;
+  std::vector<PinnedBlock> idle;
+  size_t idle_bytes = 0;
+};
+
+PinnedPool& pinned_pool() {
+  static PinnedPool* pool = new PinnedPool();  // never destroyed: blocks may be returned during exit
+  return *pool;
+}
+
+Status pinned_acquire(size_t bytes, PinnedBlock* out) {
+  size_t capacity = kPinnedMin;
+  while (capacity < bytes) capacity *= 2;
+  PinnedPool& pool = pinned_pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    for (size_t i = 0; i < pool.idle.size(); ++i) {
+      if (pool.idle[i].capacity == capacity) {
+        *out = pool.idle[i];
+        pool.idle[i] = pool.idle.back();
+        pool.idle.pop_back();
+        pool.idle_bytes -= capacity;
+        return status_ok();
+      }
+    }
+  }
+  out->ptr = nullptr;
+  out->capacity = capacity;
+  Status s = status_from_cuda(cudaMallocHost(&out->ptr, capacity), "memcpyDtoHAsync (pinned staging)");
+  if (!s.ok()) out->ptr = nullptr;
+  return s;
+}
+
+void pinned_release(PinnedBlock block) {
+  PinnedPool& pool = pinned_pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (block.capacity <= kPinnedMaxCached && pool.idle_bytes + block.capacity <= kPinnedCacheLimit) {
+      pool.idle.push_back(block);
+      pool.idle_bytes += block.capacity;
+      return;
+    }
+  }
+  cudaFreeHost(block.ptr);
+}
 
 std::string range_text(const char* what, size_t offset, size_t bytes, size_t size) {
   return std::string(what) + ": offset " + std::to_string(offset) + " + " + std::to_string(bytes) +
@@ -117,7 +177,10 @@ Status read_begin(PendingRead* dst, const DeviceBuffer& src, size_t src_offset, 
   s = status_from_cuda(cudaEventCreateWithFlags(&dst->done, cudaEventBlockingSync | cudaEventDisableTiming),
                        "memcpyDtoHAsync (event)");
   if (s.ok() && bytes > 0) {
-    s = status_from_cuda(cudaMallocHost(&dst->staging, bytes), "memcpyDtoHAsync (pinned staging)");
+    PinnedBlock block{nullptr, 0};
+    s = pinned_acquire(bytes, &block);
+    dst->staging = block.ptr;
+    dst->capacity = block.capacity;
     if (s.ok()) {
       s = status_from_cuda(cudaMemcpyAsync(dst->staging, byte_ptr(src, src_offset), bytes,
                                            cudaMemcpyDeviceToHost, device_stream()),
@@ -134,7 +197,7 @@ Status read_wait(const PendingRead& pending) {
 }
 
 void read_end(PendingRead* pending) {
-  if (pending->staging != nullptr) cudaFreeHost(pending->staging);
+  if (pending->staging != nullptr) pinned_release({pending->staging, pending->capacity});
   if (pending->done != nullptr) cudaEventDestroy(pending->done);
   *pending = PendingRead{};
 }

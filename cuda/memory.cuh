@@ -37,8 +37,9 @@ Status copy_d2d(DeviceBuffer* dst, size_t dst_offset, const DeviceBuffer& src, s
 // queued before it; read_wait (any thread) blocks, sleeping, until it lands; the caller then copies
 // `staging` into its own memory and calls read_end (any thread; always, also after an error).
 struct PendingRead {
-  void* staging = nullptr;  // pinned host memory, `bytes` long
+  void* staging = nullptr;  // pinned host memory, at least `bytes` long
   size_t bytes = 0;
+  size_t capacity = 0;      // of `staging`, for the pinned pool
   cudaEvent_t done = nullptr;
 };
 Status read_begin(PendingRead* dst, const DeviceBuffer& src, size_t src_offset, size_t bytes);

@@ -17,7 +17,7 @@ import {
 } from './dtype';
 import { TesseraError, describe } from './errors';
 import { Device, StorageBlock, countTensor, deviceTable, isDetached } from './storage';
-import { checkDType, checkInt, checkShape, fmtShape, normDim, numelOf } from './validate';
+import { NOT_OPTIONS, checkDType, checkInt, checkShape, fmtList, fmtShape, normDim, numelOf } from './validate';
 import { formatTensor } from './format';
 
 const finalizer = new FinalizationRegistry<{ s: StorageBlock; device: Device }>((held) => {
@@ -122,6 +122,7 @@ export class Tensor {
     return decodeF32(this.dtype, this._hostContiguous('toFloat32'), this.size);
   }
   async toFloat32Async(): Promise<Float32Array> {
+    this._check('toFloat32Async');
     return decodeF32(this.dtype, await this.dataAsync(), this.size);
   }
   /** Elements decoded exactly to float64 (every dtype is exactly representable). */
@@ -233,7 +234,7 @@ export class Tensor {
     this._check('permute');
     const dims = (args.length === 1 && Array.isArray(args[0]) ? args[0] : args) as unknown[];
     if (dims.length !== this.ndim) {
-      throw new TesseraError('E_ARG', 'permute', `dims [${dims.map(String).join(', ')}] must list each of the ${this.ndim} dims of shape ${fmtShape(this.shape)} once`);
+      throw new TesseraError('E_ARG', 'permute', `dims ${fmtList(dims)} must list each of the ${this.ndim} dims of shape ${fmtShape(this.shape)} once`);
     }
     const seen = new Set<number>();
     const nd = dims.map((d, i) => normDim(d, this.ndim, 'permute', `dims[${i}]`));
@@ -291,6 +292,9 @@ export class Tensor {
     const strides: number[] = [];
     for (let i = 0; i < target.length; i++) {
       const j = i - lead;
+      if (j < 0 && target[i] === -1) {
+        throw new TesseraError('E_SHAPE', 'expand', `-1 is not allowed for the new leading dim ${i} in [${target.join(', ')}] (input ${fmtShape(this.shape)})`);
+      }
       const src = j >= 0 ? this.shape[j] : 1;
       const t = target[i] === -1 ? src : target[i];
       if (src !== t && src !== 1) {
@@ -299,6 +303,7 @@ export class Tensor {
       shape.push(t);
       strides.push(j >= 0 && src === t ? this.strides[j] : 0);
     }
+    checkShape(shape, 'expand'); // -1 entries were checked as 0 above
     return this._strided(shape, strides, this.offset, 'expand');
   }
 
@@ -381,6 +386,8 @@ export class Tensor {
     return this.toString();
   }
 }
+
+Object.defineProperty(Tensor.prototype, NOT_OPTIONS, { value: true });
 
 export function checkDevice(d: unknown, op: string): Device {
   if (d !== 'cpu' && d !== 'cuda') throw new TesseraError('E_DEVICE', op, `device must be 'cpu' or 'cuda', got ${describe(d)}`);

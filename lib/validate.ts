@@ -4,17 +4,28 @@ import { TesseraError, describe } from './errors';
 
 /** Largest element count a tensor may have (typed arrays and our native code index with 32 bits). */
 export const MAX_NUMEL = 2 ** 32 - 1;
+/** Most dims a tensor may have (NumPy 2 allows 64): bounds recursion over dims, e.g. in printing. */
+export const MAX_RANK = 64;
+
+/**
+ * Set on the prototypes of Tensor, QuantizedTensor and SparseTensor, so that checkOptions can refuse them
+ * without importing them (they import this file).
+ */
+export const NOT_OPTIONS: unique symbol = Symbol('tessera.notOptions');
 
 export function checkShape(shape: unknown, op: string, arg = 'shape'): number[] {
   if (!Array.isArray(shape)) {
     throw new TesseraError('E_TYPE', op, `${arg} must be an array of non-negative integers, got ${describe(shape)}`);
+  }
+  if (shape.length > MAX_RANK) {
+    throw new TesseraError('E_SHAPE', op, `${arg} has ${shape.length} dims, more than the limit ${MAX_RANK}`);
   }
   let numel = 1;
   const out: number[] = [];
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i];
     if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
-      throw new TesseraError('E_SHAPE', op, `${arg}[${i}] must be a non-negative integer, got ${describe(d)} in [${shape.map(String).join(', ')}]`);
+      throw new TesseraError('E_SHAPE', op, `${arg}[${i}] must be a non-negative integer, got ${describe(d)} in ${fmtList(shape)}`);
     }
     numel *= d;
     out.push(d);
@@ -68,12 +79,17 @@ export function checkBool(v: unknown, op: string, arg: string): boolean {
 
 export function checkOptions(v: unknown, op: string, arg = 'options'): Record<string, unknown> {
   if (v === undefined) return {};
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new TesseraError('E_TYPE', op, `${arg} must be an object, got ${describe(v)}`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || ArrayBuffer.isView(v) || NOT_OPTIONS in v) {
+    throw new TesseraError('E_TYPE', op, `${arg} must be an options object, got ${describe(v)}`);
   }
   return v as Record<string, unknown>;
 }
 
 export function fmtShape(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
+}
+
+/** A user-supplied list for a message: numbers as they are, anything else described (never throws). */
+export function fmtList(v: readonly unknown[]): string {
+  return `[${v.map((x) => (typeof x === 'number' ? String(x) : describe(x))).join(', ')}]`;
 }

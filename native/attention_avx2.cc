@@ -17,7 +17,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#include <cmath>
+#include <algorithm>
 #include <limits>
 
 #define TESSERA_AVX2 __attribute__((target("avx2,fma"), always_inline)) inline
@@ -154,7 +154,7 @@ __attribute__((target("avx2,fma"))) void softmax_avx2(float* s, int64_t ld_s, in
       for (int j = 0; j < width; j += 8) _mm256_storeu_ps(row + j, _mm256_setzero_ps());
       continue;
     }
-    alpha[i] = std::exp(m[i] - m_new);
+    alpha[i] = _mm256_cvtss_f32(exp256(_mm256_set1_ps(m[i] - m_new)));  // m[i] = -inf -> 0
     const __m256 vm = _mm256_set1_ps(m_new);
     __m256 vsum = _mm256_setzero_ps();
     for (int j = 0; j < width; j += 8) {

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "cpu_features.h"
 #include "thread_pool.h"
@@ -219,35 +220,70 @@ void gemm_one(float* c, const mat_view& a, const mat_view& b, int64_t m, int64_t
   }
 }
 
+// m <= k_small_m with AVX2: no packing, B streamed once (decode-time GEMV).
+void gemm_small_m(float* out, const float* a, const float* b, const gemm_f32_shape& s,
+                  bool parallel) {
+  const int m = static_cast<int>(s.m);
+  // The dot form wants contiguous A rows: transpose a [K][M] A once up front.
+  std::vector<float> a_rows;
+  int64_t stride_a = s.stride_a;
+  if (s.trans_b && s.trans_a && m > 1) {
+    const int64_t copies = s.stride_a == 0 ? 1 : s.batch;
+    a_rows.resize(static_cast<size_t>(copies * m * s.k));
+    for (int64_t bi = 0; bi < copies; ++bi)
+      for (int i = 0; i < m; ++i)
+        for (int64_t p = 0; p < s.k; ++p)
+          a_rows[(bi * m + i) * s.k + p] = a[bi * s.stride_a + p * m + i];
+    a = a_rows.data();
+    stride_a = s.stride_a == 0 ? 0 : m * s.k;
+  }
+  const bool a_is_rows = !s.trans_a || !a_rows.empty() || m == 1;
+  const int64_t a_rs = a_is_rows ? s.k : 1;
+  const int64_t a_cs = a_is_rows ? 1 : m;
+  const int64_t chunk = s.trans_b ? 64 : 256;
+  const int64_t n_chunks = ceil_div(s.n, chunk);
+  run_tasks(parallel, s.batch * n_chunks, [&](int64_t t) {
+    const int64_t bi = t / n_chunks;
+    const int64_t j0 = (t % n_chunks) * chunk;
+    detail::gemm_small_m_avx2(out + bi * m * s.n, a + bi * stride_a, a_rs, a_cs, m,
+                              b + bi * s.stride_b, s.n, s.k, s.trans_b, j0,
+                              std::min(s.n, j0 + chunk));
+  });
+}
+
 }  // namespace
 
-void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& s) {
+void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape) {
   static const detail::gemm_kernel_info kern = select_kernel();
-  int64_t batch = s.batch;
-  int64_t m = s.m;
+  gemm_f32_shape s = shape;
   // Broadcast B over a dense stack of non-transposed A: one tall GEMM.
-  if (batch > 1 && s.stride_b == 0 && !s.trans_a && s.stride_a == s.m * s.k) {
-    m *= batch;
-    batch = 1;
+  if (s.batch > 1 && s.stride_b == 0 && !s.trans_a && s.stride_a == s.m * s.k) {
+    s.m *= s.batch;
+    s.batch = 1;
+    s.stride_a = 0;
   }
-  const mat_view a_base = s.trans_a ? mat_view{a, 1, s.m} : mat_view{a, s.k, 1};
-  const mat_view b_base = s.trans_b ? mat_view{b, 1, s.k} : mat_view{b, s.n, 1};
-  const double flops = 2.0 * static_cast<double>(m) * s.n * s.k;
   const bool pool = num_threads() > 1;
   constexpr double k_parallel_flops = 1 << 21;  // ~20-40 us of one core
+  const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
 
+  if (kern.mr == 6 && s.m <= detail::k_small_m) {  // AVX2 build: unpacked GEMV-like path
+    gemm_small_m(out, a, b, s, pool && flops * s.batch >= k_parallel_flops);
+    return;
+  }
+
+  const mat_view a_base = s.trans_a ? mat_view{a, 1, s.m} : mat_view{a, s.k, 1};
+  const mat_view b_base = s.trans_b ? mat_view{b, 1, s.k} : mat_view{b, s.n, 1};
   auto one = [&](int64_t bi, bool parallel) {
     const mat_view av{a_base.p + bi * s.stride_a, a_base.rs, a_base.cs};
     const mat_view bv{b_base.p + bi * s.stride_b, b_base.rs, b_base.cs};
-    gemm_one(out + bi * m * s.n, av, bv, m, s.n, s.k, kern, parallel);
+    gemm_one(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
   };
-
-  if (batch > 1 && pool && flops < 4 * k_parallel_flops) {
-    parallel_for(batch, [&](int64_t bi) { one(bi, false); });
+  if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {
+    parallel_for(s.batch, [&](int64_t bi) { one(bi, false); });
     return;
   }
   const bool parallel = pool && flops >= k_parallel_flops;
-  for (int64_t bi = 0; bi < batch; ++bi) one(bi, parallel);
+  for (int64_t bi = 0; bi < s.batch; ++bi) one(bi, parallel);
 }
 
 }  // namespace tessera

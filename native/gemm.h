@@ -34,6 +34,16 @@ struct gemm_kernel_info {
 
 gemm_kernel_info gemm_kernel_avx2();  // 6 x 16, AVX2 + FMA
 
+constexpr int k_small_m = 4;  // m <= this takes the unpacked small-M path
+
+// Small-M (GEMV-like) AVX2 path, columns [j0, j1) of c (m rows, row stride n):
+//   trans_b: c[i][j] = dot(A row i, B row j), A rows contiguous (a_cs must be 1)
+//   else:    c[i][:] = sum_p A(i, p) * B[p][:], A element (i, p) at a[i*a_rs + p*a_cs]
+// Both stream B exactly once without packing. Returns false if not built for x86-64.
+bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int m,
+                       const float* b, int64_t n, int64_t k, bool trans_b, int64_t j0,
+                       int64_t j1);
+
 }  // namespace detail
 
 }  // namespace tessera

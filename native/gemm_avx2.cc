@@ -89,9 +89,144 @@ __attribute__((target("avx2,fma"))) void kernel_6x16(int64_t kc, const float* ap
   }
 }
 
+// ---- small M ----------------------------------------------------------------
+
+alignas(32) const int32_t k_mask_src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i tail_mask(int64_t n) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k_mask_src + 8 - n));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 x) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// R rows x C columns of dot products over k (B rows j .. j+C-1 of a [n][k] B).
+template <int R, int C>
+__attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
+    float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t k) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
+  const int64_t k8 = k & ~int64_t{7};
+  for (int64_t x = 0; x < k8; x += 8) {
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a + r * lda + x);
+    for (int j = 0; j < C; ++j) {
+      const __m256 bv = _mm256_loadu_ps(b + j * k + x);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  if (k8 < k) {
+    const __m256i mask = tail_mask(k - k8);
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_maskload_ps(a + r * lda + k8, mask);
+    for (int j = 0; j < C; ++j) {
+      const __m256 bv = _mm256_maskload_ps(b + j * k + k8, mask);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) c[r * ldc + j] = hsum(acc[r][j]);
+}
+
+// C columns per tile keeps accumulators + A vectors + 1 B vector within 16 ymm.
+template <int R>
+__attribute__((target("avx2,fma"))) void dot_rows(float* c, int64_t ldc, const float* a,
+                                                  int64_t lda, const float* b, int64_t k,
+                                                  int64_t j0, int64_t j1) {
+  constexpr int C = R == 1 ? 8 : R == 2 ? 4 : R == 3 ? 4 : 2;
+  int64_t j = j0;
+  for (; j + C <= j1; j += C) dot_tile<R, C>(c + j, ldc, a, lda, b + j * k, k);
+  for (; j < j1; ++j) dot_tile<R, 1>(c + j, ldc, a, lda, b + j * k, k);
+}
+
+// c[0..R)[cols of W vectors] (+)= sum over 4 (or p_n < 4) rows of B of A(r, p) * B[p][:].
+template <int R, int W, bool MASKED>
+__attribute__((target("avx2,fma"), always_inline)) inline void axpy_tile(
+    float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+    int64_t ldb, int p_n, bool first, __m256i mask) {
+  __m256 acc[R][W];
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < W; ++w) {
+      if (first) {
+        acc[r][w] = _mm256_setzero_ps();
+      } else if (MASKED && w == W - 1) {
+        acc[r][w] = _mm256_maskload_ps(c + r * ldc + 8 * w, mask);
+      } else {
+        acc[r][w] = _mm256_loadu_ps(c + r * ldc + 8 * w);
+      }
+    }
+  for (int p = 0; p < p_n; ++p) {
+    __m256 bv[W];
+    for (int w = 0; w < W; ++w)
+      bv[w] = (MASKED && w == W - 1) ? _mm256_maskload_ps(b + p * ldb + 8 * w, mask)
+                                     : _mm256_loadu_ps(b + p * ldb + 8 * w);
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_set1_ps(a[r * a_rs + p * a_cs]);
+      for (int w = 0; w < W; ++w) acc[r][w] = _mm256_fmadd_ps(av, bv[w], acc[r][w]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < W; ++w) {
+      if (MASKED && w == W - 1) {
+        _mm256_maskstore_ps(c + r * ldc + 8 * w, mask, acc[r][w]);
+      } else {
+        _mm256_storeu_ps(c + r * ldc + 8 * w, acc[r][w]);
+      }
+    }
+}
+
+// Walks K four rows of B at a time; the output columns [j0, j1) stay in L1.
+template <int R>
+__attribute__((target("avx2,fma"))) void axpy_rows(float* c, int64_t ldc, const float* a,
+                                                   int64_t a_rs, int64_t a_cs, const float* b,
+                                                   int64_t n, int64_t k, int64_t j0, int64_t j1) {
+  const __m256i none = _mm256_setzero_si256();
+  for (int64_t p = 0; p < k; p += 4) {
+    const int p_n = static_cast<int>(k - p < 4 ? k - p : 4);
+    const float* ap = a + p * a_cs;
+    const float* bp = b + p * n;
+    const bool first = p == 0;
+    int64_t j = j0;
+    for (; j + 32 <= j1; j += 32)
+      axpy_tile<R, 4, false>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, none);
+    for (; j + 8 <= j1; j += 8)
+      axpy_tile<R, 1, false>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, none);
+    if (j < j1)
+      axpy_tile<R, 1, true>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, tail_mask(j1 - j));
+  }
+}
+
 }  // namespace
 
 gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
+
+bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int m,
+                       const float* b, int64_t n, int64_t k, bool trans_b, int64_t j0,
+                       int64_t j1) {
+  if (trans_b) {
+    switch (m) {
+      case 1: dot_rows<1>(c, n, a, a_rs, b, k, j0, j1); break;
+      case 2: dot_rows<2>(c, n, a, a_rs, b, k, j0, j1); break;
+      case 3: dot_rows<3>(c, n, a, a_rs, b, k, j0, j1); break;
+      case 4: dot_rows<4>(c, n, a, a_rs, b, k, j0, j1); break;
+      default: return false;
+    }
+    return true;
+  }
+  switch (m) {
+    case 1: axpy_rows<1>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
+    case 2: axpy_rows<2>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
+    case 3: axpy_rows<3>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
+    case 4: axpy_rows<4>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
+    default: return false;
+  }
+  return true;
+}
 
 }  // namespace detail
 }  // namespace tessera
@@ -101,6 +236,10 @@ gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
 namespace tessera {
 namespace detail {
 gemm_kernel_info gemm_kernel_avx2() { return {0, 0, nullptr}; }
+bool gemm_small_m_avx2(float*, const float*, int64_t, int64_t, int, const float*, int64_t, int64_t,
+                       bool, int64_t, int64_t) {
+  return false;
+}
 }  // namespace detail
 }  // namespace tessera
 

@@ -7,7 +7,7 @@
 #   scripts/cuda.sh memcheck [OUTDIR]    the same test under compute-sanitizer --tool memcheck
 #   scripts/cuda.sh bench    [OUTDIR]    build, then run each benchmark/cuda/*.js with OUTDIR as argument
 #
-# OUTDIR (default ./cuda-out) receives build.log, env.txt and one log per run. dist/ (compiled TS) must
+# OUTDIR (default ./cuda-out) receives build-<mode>.log, env.txt and one log per run. dist/ (compiled TS) must
 # be there: run `npm run build:ts` here and carry dist. A device call looks like
 #   carry [".device", "dist"]:  source .device/boot.sh && bash scripts/cuda.sh test $OUT
 set -euo pipefail
@@ -69,16 +69,19 @@ build() {
   if ! { cmake -S . -B build-cuda "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
            -DCMAKE_JS_INC="$root/node_modules/node-api-headers/include" \
            -DNODE_ADDON_API_DIR="$root/node_modules/node-addon-api" &&
-         cmake --build build-cuda -j "$(nproc)"; } > "$out/build.log" 2>&1; then
-    tail -40 "$out/build.log"
+         cmake --build build-cuda -j "$(nproc)"; } > "$out/build-$mode.log" 2>&1; then
+    tail -40 "$out/build-$mode.log"
     die "build failed (full log: $out/build.log)"
   fi
-  grep -iE 'warning' "$out/build.log" || true
+  grep -iE 'warning' "$out/build-$mode.log" || true
   export TESSERA_CUDA_ADDON="$root/build-cuda/Release/tessera_cuda.node"
 }
 
 run_test() {
-  node test/cuda-smoke.test.js 2>&1 | tee "$out/cuda-smoke.tap"
+  # the smoke test of the addon, then the library tests with the cuda backend live (the sweep runs every
+  # op on cuda tensors against the js reference). The CPU addon comes from a carried build/ if present.
+  node test/cuda-smoke.test.js > "$out/cuda-smoke.tap" 2>&1 || true
+  node test/run.js cuda-smoke sweep tensor errors async dtype 2>&1 | tee "$out/tests.log"
 }
 
 run_memcheck() {
