@@ -8,8 +8,8 @@
 import { DType, Storage as HostArray, allocStorage, dtypeInfo, encode, storageLength } from './dtype';
 import { TesseraError, describe } from './errors';
 import { Device, isDetached } from './storage';
-import { Tensor, checkDevice, toDevice } from './tensor';
-import { checkDType, checkNumber, checkOptions, checkShape, fmtShape, numelOf } from './validate';
+import { Tensor, assertTensor, checkDevice, toDevice } from './tensor';
+import { MAX_RANK, checkDType, checkNumber, checkOptions, checkShape, fmtShape, numelOf } from './validate';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -40,6 +40,8 @@ function flatten(op: string, data: unknown): { flat: number[]; shape: number[]; 
   const shape: number[] = [];
   let probe: unknown = data;
   while (Array.isArray(probe)) {
+    // a cyclic array ([a] with a[0] = a) would loop here forever
+    if (shape.length === MAX_RANK) throw new TesseraError('E_SHAPE', op, `data is nested more than ${MAX_RANK} levels deep`);
     shape.push(probe.length);
     probe = probe[0];
   }
@@ -132,8 +134,20 @@ export function fromTypedArray(data: unknown, options?: CreateOptions): Tensor {
   return toDevice(Tensor._fromHost(dtype, shape, arr.slice() as HostArray), o.device, op);
 }
 
+/** Runs an allocation of n elements, turning the engine's RangeError (no memory) into E_OOM. */
+function alloc<T>(op: string, n: number, dtype: DType, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RangeError) throw new TesseraError('E_OOM', op, `cannot allocate ${n} ${dtype} elements on the host (${e.message})`);
+    throw e;
+  }
+}
+
 export function full(shape: number[], value: number, options?: CreateOptions): Tensor {
-  const op = 'full';
+  return fill('full', shape, value, options);
+}
+function fill(op: string, shape: unknown, value: unknown, options: unknown): Tensor {
   const s = checkShape(shape, op);
   const o = opts(op, options);
   if (typeof value !== 'number' && typeof value !== 'boolean') {
@@ -142,7 +156,7 @@ export function full(shape: number[], value: number, options?: CreateOptions): T
   const dtype = o.dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32');
   const n = numelOf(s);
   const one = encode(dtype, [Number(value)], 1);
-  const data = allocStorage(dtype, n);
+  const data = alloc(op, n, dtype, () => allocStorage(dtype, n));
   if (dtypeInfo(dtype).isPacked) {
     const byte = (one[0] & 0x0f) | ((one[0] & 0x0f) << 4);
     data.fill(byte);
@@ -151,16 +165,18 @@ export function full(shape: number[], value: number, options?: CreateOptions): T
   return toDevice(Tensor._fromHost(dtype, s, data), o.device, op);
 }
 export function zeros(shape: number[], options?: CreateOptions): Tensor {
-  return full(shape, 0, options);
+  return fill('zeros', shape, 0, options);
 }
 export function ones(shape: number[], options?: CreateOptions): Tensor {
-  return full(shape, 1, options);
+  return fill('ones', shape, 1, options);
 }
 export function zerosLike(t: Tensor, options?: CreateOptions): Tensor {
-  return full(t.shape.slice(), 0, { dtype: t.dtype, device: t.device, ...options });
+  const x = assertTensor(t, 'zerosLike', 't');
+  return fill('zerosLike', x.shape.slice(), 0, { dtype: x.dtype, device: x.device, ...checkOptions(options, 'zerosLike') });
 }
 export function onesLike(t: Tensor, options?: CreateOptions): Tensor {
-  return full(t.shape.slice(), 1, { dtype: t.dtype, device: t.device, ...options });
+  const x = assertTensor(t, 'onesLike', 't');
+  return fill('onesLike', x.shape.slice(), 1, { dtype: x.dtype, device: x.device, ...checkOptions(options, 'onesLike') });
 }
 
 /** arange(end) / arange(start, end, step?): int32 when all arguments are integers, else float32. */
@@ -187,7 +203,7 @@ export function arange(a: number, b?: number | CreateOptions, c?: number | Creat
   checkShape([n], op, 'length');
   const oo = opts(op, o);
   const dtype = oo.dtype ?? ([start, end, step].every(Number.isInteger) ? 'int32' : 'float32');
-  const vals = new Float64Array(n);
+  const vals = alloc(op, n, 'float64', () => new Float64Array(n));
   for (let i = 0; i < n; i++) vals[i] = start + i * step;
   return toDevice(Tensor._fromHost(dtype, [n], encode(dtype, vals, n)), oo.device, op);
 }
@@ -264,7 +280,7 @@ function randomTensor(op: string, shape: number[], options: RandomOptions | unde
   const dtype = o.dtype ?? 'float32';
   if (!dtypeInfo(dtype).isFloat) throw new TesseraError('E_DTYPE', op, `dtype must be a floating type, got ${dtype}`);
   const n = numelOf(s);
-  const vals = new Float64Array(n);
+  const vals = alloc(op, n, 'float64', () => new Float64Array(n));
   for (let i = 0; i < n; i++) vals[i] = f(g);
   return toDevice(Tensor._fromHost(dtype, s, encode(dtype, vals, n)), o.device, op);
 }
@@ -282,8 +298,11 @@ export function randint(low: number, high: number, shape: number[], options?: Ra
   checkNumber(high, 'randint', 'high');
   if (!(high > low)) throw new TesseraError('E_ARG', 'randint', `high (${high}) must be greater than low (${low})`);
   const span = Math.floor(high) - Math.ceil(low);
-  const t = randomTensor('randint', shape, { ...options, dtype: 'float64' }, (g) => Math.ceil(low) + Math.floor(g.uniform() * span));
-  const out = t.to((options?.dtype as DType) ?? 'int32');
+  if (span <= 0) throw new TesseraError('E_ARG', 'randint', `no integer lies in [${low}, ${high})`);
+  const r = checkOptions(options, 'randint');
+  const dtype = r.dtype === undefined ? 'int32' : checkDType(r.dtype, 'randint', 'options.dtype'); // before sampling, so nothing leaks
+  const t = randomTensor('randint', shape, { ...r, dtype: 'float64' }, (g) => Math.ceil(low) + Math.floor(g.uniform() * span));
+  const out = t.to(dtype);
   t.dispose();
   return out;
 }

@@ -66,5 +66,7 @@ function chooseFormat(vals: number[], isFloat: boolean, isBool: boolean): (v: nu
   const max = nz.length ? Math.max(...nz) : 0;
   const min = nz.length ? Math.min(...nz) : 0;
   const sci = max >= 1e8 || (min > 0 && min < 1e-4) || (min > 0 && max / min > 1e3 && max >= 1e3);
-  return (v) => (!Number.isFinite(v) ? special(v) : sci ? v.toExponential(4) : v.toFixed(4));
+  // torch prints exponents with at least two digits (1.0000e-05); JS gives 1.0000e-5
+  const exp = (v: number) => v.toExponential(4).replace(/e([+-])(\d)$/, 'e$10$2');
+  return (v) => (!Number.isFinite(v) ? special(v) : sci ? exp(v) : v.toFixed(4));
 }

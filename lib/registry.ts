@@ -3,7 +3,7 @@
  * tried in priority order cuda > cpu > js with per-op fallback when a backend lacks an op or dtype.
  * A backend is a small record (name, device, availability and why); its kernels say what they support.
  */
-import { TesseraError } from './errors';
+import { TesseraError, describe } from './errors';
 import { Device } from './storage';
 import { Tensor, toDevice } from './tensor';
 
@@ -85,7 +85,7 @@ export function setBackend(name: BackendName | null): void {
     return;
   }
   const b = backendInfo.get(name as BackendName);
-  if (!b) throw new TesseraError('E_BACKEND', 'setBackend', `unknown backend ${JSON.stringify(name)}; expected one of ${BACKEND_ORDER.join(', ')}`);
+  if (!b) throw new TesseraError('E_BACKEND', 'setBackend', `unknown backend ${typeof name === 'string' ? JSON.stringify(name) : describe(name)}; expected one of ${BACKEND_ORDER.join(', ')}`);
   if (!b.available) throw new TesseraError('E_BACKEND', 'setBackend', `backend '${name}' is unavailable: ${b.reason}`);
   forced = name as BackendName;
 }
@@ -160,8 +160,10 @@ export async function dispatchAsync(op: OpName, inputs: Tensor[], attrs: unknown
   const device = commonDevice(op, inputs);
   const k = pick(op, inputs, attrs, device);
   if (k) {
-    record(op, k, inputs, attrs);
-    return k.runAsync ? k.runAsync(inputs, attrs) : k.run(inputs, attrs);
+    const rec = record(op, k, inputs, attrs);
+    const run = () => (k.runAsync ? k.runAsync(inputs, attrs) : k.run(inputs, attrs));
+    // the hook returns run()'s promise wrapped (it stamps the end when the promise settles): await it
+    return hook ? ((await hook(rec, inputs, attrs, run)) as Tensor | Tensor[]) : run();
   }
   if (device !== 'cpu') return hostRoundTrip(op, inputs, attrs, device, (i) => dispatch(op, i, attrs));
   return dispatch(op, inputs, attrs);

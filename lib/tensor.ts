@@ -208,9 +208,11 @@ export class Tensor {
     return out;
   }
   view(...args: Array<number | number[]>): Tensor {
+    this._check('view');
     return this.reshape(...args);
   }
   flatten(): Tensor {
+    this._check('flatten');
     return this.reshape(-1);
   }
   unsqueeze(dim: number): Tensor {
@@ -402,11 +404,17 @@ export function toDevice(t: Tensor, device: Device, op: string): Tensor {
     t.dispose();
     return toDevice(host, device, op);
   }
-  const s = StorageBlock.device(device, t.dtype, t.size, op);
-  deviceTable(device, op).upload(s.handle, t._s.host as HostArray);
-  const out = new Tensor(s, t.shape);
-  t.dispose();
-  return out;
+  let s: StorageBlock | null = null;
+  try {
+    s = StorageBlock.device(device, t.dtype, t.size, op);
+    deviceTable(device, op).upload(s.handle, t._s.host as HostArray);
+    return new Tensor(s, t.shape);
+  } catch (e) {
+    s?.release(); // no tensor holds it yet (refs 0): frees the device memory
+    throw e;
+  } finally {
+    t.dispose(); // t was handed over: consumed on success, and not leaked when the device fails
+  }
 }
 
 export function isTensor(v: unknown): v is Tensor {

@@ -3,11 +3,11 @@
  * "weak" scalars (they take the tensor's dtype). Results follow promoteTypes(); division and the
  * transcendental functions return floats.
  */
-import { TesseraError } from '../errors';
+import { TesseraError, describe } from '../errors';
 import { dispatch, OpName } from '../registry';
 import { Tensor, assertTensor } from '../tensor';
 import { broadcastShapes } from '../backends/js/elementwise';
-import { fmtShape } from '../validate';
+import { checkOptions, checkShape, fmtShape } from '../validate';
 import { computeDType, floatResult, promoteTypes, tensorOrScalar } from './common';
 
 export type TensorLike = Tensor | number;
@@ -18,12 +18,19 @@ function binary(op: BinaryName, a: unknown, b: unknown): Tensor {
     throw new TesseraError('E_TYPE', op, 'at least one argument must be a Tensor');
   }
   const ta = tensorOrScalar(a, b, op, 'a');
-  const tb = tensorOrScalar(b, a, op, 'b');
+  let tb: Tensor;
+  try {
+    tb = tensorOrScalar(b, a, op, 'b');
+  } catch (e) {
+    if (ta !== a) ta.dispose(); // a number made into a tensor above
+    throw e;
+  }
   try {
     const shape = broadcastShapes(ta.shape.slice(), tb.shape.slice());
     if (!shape) {
       throw new TesseraError('E_SHAPE', op, `shapes ${fmtShape(ta.shape)} (a) and ${fmtShape(tb.shape)} (b) do not broadcast`);
     }
+    checkShape(shape, op, `broadcast shape of a ${fmtShape(ta.shape)} and b ${fmtShape(tb.shape)}`);
     let outDtype = promoteTypes(ta.dtype, tb.dtype);
     if (op === 'div' || op === 'pow') outDtype = op === 'div' ? floatResult(outDtype) : outDtype;
     return dispatch(op, [ta, tb], { outDtype, shape }) as Tensor;
@@ -66,9 +73,9 @@ export const silu = (x: Tensor): Tensor => unary('silu', x);
 export const square = (x: Tensor): Tensor => unary('square', x);
 /** GELU; { approximate: 'tanh' } selects the tanh form (as in PyTorch). */
 export function gelu(x: Tensor, options?: { approximate?: 'none' | 'tanh' }): Tensor {
-  const a = options?.approximate ?? 'none';
+  const a = checkOptions(options, 'gelu').approximate ?? 'none';
   if (a !== 'none' && a !== 'tanh') {
-    throw new TesseraError('E_ARG', 'gelu', `options.approximate must be 'none' or 'tanh', got ${JSON.stringify(a)}`);
+    throw new TesseraError('E_ARG', 'gelu', `options.approximate must be 'none' or 'tanh', got ${describe(a)}`);
   }
   return unary(a === 'tanh' ? 'gelu_tanh' : 'gelu', x);
 }
@@ -78,13 +85,20 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const op = 'where';
   const c = assertTensor(cond, op, 'cond');
   const ta = tensorOrScalar(a, b, op, 'a');
-  const tb = tensorOrScalar(b, a, op, 'b');
+  let tb: Tensor;
+  try {
+    tb = tensorOrScalar(b, a, op, 'b');
+  } catch (e) {
+    if (ta !== a) ta.dispose();
+    throw e;
+  }
   try {
     const s1 = broadcastShapes(ta.shape.slice(), tb.shape.slice());
     const shape = s1 && broadcastShapes(c.shape.slice(), s1);
     if (!shape) {
       throw new TesseraError('E_SHAPE', op, `shapes ${fmtShape(c.shape)} (cond), ${fmtShape(ta.shape)} (a) and ${fmtShape(tb.shape)} (b) do not broadcast`);
     }
+    checkShape(shape, op, 'broadcast shape of cond, a and b');
     return dispatch(op, [c, ta, tb], { outDtype: promoteTypes(ta.dtype, tb.dtype), shape }) as Tensor;
   } finally {
     if (ta !== a) ta.dispose();

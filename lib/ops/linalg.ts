@@ -7,7 +7,7 @@ import { TesseraError, describe } from '../errors';
 import { dispatch, dispatchAsync } from '../registry';
 import { Tensor, assertTensor } from '../tensor';
 import { matmulShape } from '../backends/js/matmul';
-import { checkBool, checkInt, checkNumber, checkOptions, fmtShape } from '../validate';
+import { checkBool, checkInt, checkNumber, checkOptions, checkShape, fmtShape } from '../validate';
 import { broadcastShapes } from '../backends/js/elementwise';
 import { isFloatDType, promoteTypes } from './common';
 
@@ -21,6 +21,7 @@ function matmulArgs(op: string, a: unknown, b: unknown): [Tensor[], { outDtype: 
   if (!shape) {
     throw new TesseraError('E_SHAPE', op, `cannot multiply a ${fmtShape(ta.shape)} by b ${fmtShape(tb.shape)}: inner dims ${ta.shape[ta.ndim - 1]} and ${tb.shape[Math.max(tb.ndim - 2, 0)]} or batch dims do not match`);
   }
+  checkShape(shape, op, `output shape of a ${fmtShape(ta.shape)} @ b ${fmtShape(tb.shape)}`);
   return [[ta, tb], { outDtype: promoteTypes(ta.dtype, tb.dtype), shape }];
 }
 
@@ -43,6 +44,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   if (t.ndim < 1 || w.ndim !== 2 || t.shape[t.ndim - 1] !== w.shape[1]) {
     throw new TesseraError('E_SHAPE', op, `x ${fmtShape(t.shape)} must end in K and weight must be [N, K]; got weight ${fmtShape(w.shape)}`);
   }
+  checkShape([...t.shape.slice(0, -1), w.shape[0]], op, `output shape of x ${fmtShape(t.shape)} and weight ${fmtShape(w.shape)}`);
   const inputs = [t, w];
   let outDtype = promoteTypes(t.dtype, w.dtype);
   if (bias !== null && bias !== undefined) {
@@ -99,12 +101,17 @@ function attentionArgs(q: unknown, k: unknown, v: unknown, options: unknown): [T
   if (Dk !== D) throw new TesseraError('E_SHAPE', op, `q and k head dims differ: ${shapes}`);
   if (Hv !== Hkv || Sv !== Sk) throw new TesseraError('E_SHAPE', op, `k and v must have the same heads and length: ${shapes}`);
   if (Hkv === 0 || Hq % Hkv !== 0) throw new TesseraError('E_SHAPE', op, `query heads (${Hq}) must be a multiple of kv heads (${Hkv}): ${shapes}`);
+  checkShape([B, Hq, Sq, Dv], op, `output shape [B, Hq, Sq, Dv] for ${shapes}`);
   const causal = o.causal === undefined ? false : checkBool(o.causal, op, 'options.causal');
   const scale = o.scale === undefined || o.scale === null ? 1 / Math.sqrt(Math.max(D, 1)) : checkNumber(o.scale, op, 'options.scale');
   const kvOffset = o.kvOffset === undefined ? Sk - Sq : checkInt(o.kvOffset, op, 'options.kvOffset', -(2 ** 31), 2 ** 31 - 1);
   const inputs = [tq, tk, tv];
   if (o.mask !== undefined && o.mask !== null) {
     const m = assertTensor(o.mask, op, 'options.mask');
+    if (!isFloatDType(m.dtype)) {
+      // torch reads a bool mask as keep/drop; adding its 0/1 would silently differ, so ask for the float form
+      throw new TesseraError('E_DTYPE', op, `options.mask must be an additive float mask (0 or -Infinity), got ${m.dtype} ${fmtShape(m.shape)}; for a boolean keep-mask pass where(mask, 0, -Infinity)`);
+    }
     const target = [B, Hq, Sq, Sk];
     const bs = broadcastShapes(m.shape.slice(), target);
     if (m.ndim > 4 || !bs || bs.some((d, i) => d !== target[i])) {

@@ -3,7 +3,8 @@ import { TesseraError, describe } from '../errors';
 import { dispatch } from '../registry';
 import { Tensor, assertTensor } from '../tensor';
 import { ropeInvFreq } from '../backends/js/rope';
-import { checkBool, checkInt, checkNumber, checkOptions, fmtShape, normDim } from '../validate';
+import { checkBool, checkInt, checkNumber, checkOptions, checkShape, fmtShape, normDim } from '../validate';
+import { isDetached } from '../storage';
 import { computeDType, floatResult, promoteTypes } from './common';
 
 function optionalWeight(v: unknown, op: string, arg: string, D: number): Tensor | null {
@@ -53,6 +54,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   if (i.dtype !== 'int32' && i.dtype !== 'int8' && i.dtype !== 'uint8') {
     throw new TesseraError('E_DTYPE', op, `ids must be an integer tensor (int32, int8, uint8), got ${i.dtype}`);
   }
+  checkShape([...i.shape, w.shape[1]], op, `output shape of ids ${fmtShape(i.shape)} and table ${fmtShape(w.shape)}`);
   const vals = i.toFloat64();
   const V = w.shape[0];
   for (let k = 0; k < vals.length; k++) {
@@ -87,7 +89,10 @@ export function rope(x: Tensor, options?: RopeOptions): Tensor {
   const S = t.shape[t.ndim - 2];
   const D = t.shape[t.ndim - 1];
   const rotaryDim = o.rotaryDim === undefined ? D : checkInt(o.rotaryDim, op, 'options.rotaryDim', 0, D);
-  if (rotaryDim % 2 !== 0) throw new TesseraError('E_ARG', op, `options.rotaryDim must be even, got ${rotaryDim}`);
+  if (rotaryDim % 2 !== 0) {
+    const what = o.rotaryDim === undefined ? `the last dim D = ${D} of x ${fmtShape(t.shape)} (rotated by default)` : 'options.rotaryDim';
+    throw new TesseraError('E_ARG', op, `${what} must be even, got ${rotaryDim}`);
+  }
   const theta = o.theta === undefined ? 10000 : checkNumber(o.theta, op, 'options.theta', { positive: true });
   let positions: Float64Array;
   if (o.positions !== undefined && o.positions !== null) {
@@ -95,6 +100,7 @@ export function rope(x: Tensor, options?: RopeOptions): Tensor {
     if (typeof p !== 'object' || typeof (p as ArrayLike<number>).length !== 'number') {
       throw new TesseraError('E_TYPE', op, `options.positions must be an array of numbers or a Tensor, got ${describe(p)}`);
     }
+    if (ArrayBuffer.isView(p) && isDetached(p)) throw new TesseraError('E_DETACHED', op, `options.positions ${describe(p)} has a detached ArrayBuffer`);
     const arr = p as ArrayLike<number>;
     if (arr.length !== S) throw new TesseraError('E_SHAPE', op, `options.positions has ${arr.length} entries but x ${fmtShape(t.shape)} has S = ${S}`);
     positions = Float64Array.from(arr, (v, k) => checkNumber(v, op, `options.positions[${k}]`));
@@ -105,6 +111,7 @@ export function rope(x: Tensor, options?: RopeOptions): Tensor {
   let invFreq: Float64Array;
   if (o.invFreq !== undefined) {
     const f = o.invFreq as ArrayLike<number>;
+    if (ArrayBuffer.isView(f) && isDetached(f)) throw new TesseraError('E_DETACHED', op, `options.invFreq ${describe(f)} has a detached ArrayBuffer`);
     if (!f || typeof f.length !== 'number' || f.length !== rotaryDim / 2) {
       throw new TesseraError('E_ARG', op, `options.invFreq must have rotaryDim/2 = ${rotaryDim / 2} entries, got ${describe(f)}`);
     }

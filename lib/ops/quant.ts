@@ -10,7 +10,7 @@ import { TesseraError, describe } from '../errors';
 import { dispatch, dispatchAsync } from '../registry';
 import { Tensor, assertTensor } from '../tensor';
 import { QuantDtype, QuantRaw } from '../backends/js/quant';
-import { checkBool, checkInt, checkOptions, fmtShape } from '../validate';
+import { NOT_OPTIONS, checkBool, checkDType, checkInt, checkOptions, checkShape, fmtShape } from '../validate';
 import { computeDType, isFloatDType } from './common';
 
 const QDTYPES: readonly QuantDtype[] = ['int8', 'int4', 'uint4', 'float8_e4m3fn'];
@@ -83,6 +83,8 @@ export class QuantizedTensor {
   }
 }
 
+Object.defineProperty(QuantizedTensor.prototype, NOT_OPTIONS, { value: true });
+
 export function isQuantized(v: unknown): v is QuantizedTensor {
   return v instanceof QuantizedTensor;
 }
@@ -132,7 +134,7 @@ function assertQuantized(v: unknown, op: string, arg: string): QuantizedTensor {
 export function dequantize(q: QuantizedTensor, dtype: DType = 'float32'): Tensor {
   const op = 'dequantize';
   const qt = assertQuantized(q, op, 'q');
-  if (!isFloatDType(dtype)) throw new TesseraError('E_DTYPE', op, `dtype must be a float dtype, got ${describe(dtype)}`);
+  if (!isFloatDType(checkDType(dtype, op))) throw new TesseraError('E_DTYPE', op, `dtype must be a float dtype, got ${describe(dtype)}`);
   return dispatch(op, qt._tensors(op), { ...qt._attrs(), outDtype: dtype }) as Tensor;
 }
 
@@ -146,6 +148,7 @@ function qmatmulArgs(x: unknown, q: unknown): [Tensor[], Record<string, unknown>
   }
   const d = computeDType(t.dtype);
   if (!isFloatDType(d)) throw new TesseraError('E_DTYPE', op, `x must be a float tensor, got ${t.dtype}`);
+  checkShape([...t.shape.slice(0, -1), N], op, `output shape of x ${fmtShape(t.shape)} and the quantized weight [${K}, ${N}]`);
   return [[t, ...qt._tensors(op)], { ...qt._attrs(), M: t.size / K, outShape: [...t.shape.slice(0, -1), N], outDtype: d }];
 }
 

@@ -47,9 +47,30 @@ function argReduce(op: 'argmax' | 'argmin', x: unknown, options: unknown): Tenso
 export const argmax = (x: Tensor, options?: { dim?: number; keepdim?: boolean }): Tensor => argReduce('argmax', x, options);
 export const argmin = (x: Tensor, options?: { dim?: number; keepdim?: boolean }): Tensor => argReduce('argmin', x, options);
 
+/**
+ * Runs f on a 0-d tensor viewed as [1] (the kernels index shape[dim]) and views one-element results back
+ * as 0-d (an empty topk(k = 0) result stays [0], as in torch).
+ */
+function asVector<T extends Tensor | Tensor[]>(t: Tensor, f: (v: Tensor) => T): T {
+  const v = t.reshape([1]);
+  try {
+    const r = f(v);
+    const back = (o: Tensor) => {
+      if (o.size !== 1) return o;
+      const s = o.reshape([]);
+      o.dispose();
+      return s;
+    };
+    return (Array.isArray(r) ? r.map(back) : back(r as Tensor)) as T;
+  } finally {
+    v.dispose();
+  }
+}
+
 function alongDim(op: OpName, x: unknown, dim: unknown): Tensor {
   const t = assertTensor(x, op, 'x');
   const d = normDim(dim === undefined ? -1 : dim, t.ndim, op);
+  if (t.ndim === 0) return asVector(t, (v) => alongDim(op, v, 0));
   return dispatch(op, [t], { dim: Math.min(d, Math.max(t.ndim - 1, 0)), outDtype: floatResult(computeDType(t.dtype)) }) as Tensor;
 }
 /** softmax(x, dim = -1), computed with the max subtracted. */
@@ -58,6 +79,7 @@ export const logSoftmax = (x: Tensor, dim = -1): Tensor => alongDim('logSoftmax'
 export function cumsum(x: Tensor, dim: number): Tensor {
   const t = assertTensor(x, 'cumsum', 'x');
   const d = normDim(dim, t.ndim, 'cumsum');
+  if (t.ndim === 0) return asVector(t, (v) => cumsum(v, 0));
   const c = computeDType(t.dtype);
   return dispatch('cumsum', [t], { dim: Math.min(d, Math.max(t.ndim - 1, 0)), outDtype: c === 'bool' ? 'int32' : c }) as Tensor;
 }
@@ -71,6 +93,10 @@ export function topk(x: Tensor, k: number, options?: { dim?: number; largest?: b
   const n = t.ndim === 0 ? 1 : t.shape[dim];
   checkInt(k, op, 'k', 0, n);
   const largest = o.largest === undefined ? true : checkBool(o.largest, op, 'options.largest');
+  if (t.ndim === 0) {
+    const [values, indices] = asVector(t, (v) => { const r = topk(v, k, { largest }); return [r.values, r.indices]; });
+    return { values, indices };
+  }
   const [values, indices] = dispatch(op, [t], { k, dim: Math.min(dim, Math.max(t.ndim - 1, 0)), largest, outDtype: computeDType(t.dtype) }) as Tensor[];
   return { values, indices };
 }

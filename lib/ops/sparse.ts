@@ -10,7 +10,8 @@ import { dispatch, dispatchAsync } from '../registry';
 import { Tensor, assertTensor } from '../tensor';
 import { tensor } from '../creation';
 import { validateCsr, CsrRaw } from '../backends/js/sparse';
-import { checkOptions, checkShape, fmtShape } from '../validate';
+import { NOT_OPTIONS, checkOptions, checkShape, fmtShape } from '../validate';
+import { isDetached } from '../storage';
 import { computeDType, isFloatDType, promoteTypes } from './common';
 
 export type SparseFormat = 'csr' | '2:4';
@@ -59,6 +60,8 @@ export class SparseTensor {
   }
 }
 
+Object.defineProperty(SparseTensor.prototype, NOT_OPTIONS, { value: true });
+
 function assertSparse(v: unknown, op: string, arg: string): SparseTensor {
   if (!(v instanceof SparseTensor)) throw new TesseraError('E_TYPE', op, `${arg} must be a SparseTensor (from sparse.fromDense or sparse.csr), got ${describe(v)}`);
   return v;
@@ -86,24 +89,56 @@ export function toDense(s: SparseTensor): Tensor {
   return dispatch('sparseToDense', st._check(op), { format: st.format, M: st.shape[0], K: st.shape[1], outDtype: st.dtype }) as Tensor;
 }
 
+/** A user array (plain, typed, or a Tensor): the typed-array checks, then each entry. */
+function userArray(v: unknown, op: string, arg: string, what: string): ArrayLike<unknown> {
+  if (v instanceof Tensor) return assertTensor(v, op, arg).toFloat64();
+  const isView = ArrayBuffer.isView(v) && !(v instanceof DataView);
+  if (!Array.isArray(v) && !isView) throw new TesseraError('E_TYPE', op, `${arg} must be an array, typed array or Tensor of ${what}, got ${describe(v)}`);
+  if (isView && isDetached(v as ArrayBufferView)) throw new TesseraError('E_DETACHED', op, `${arg} ${describe(v)} has a detached ArrayBuffer`);
+  return v as ArrayLike<unknown>;
+}
+
+/** rowPtr / colIdx entries must be int32 integers: Int32Array.from would truncate 0.5 or 'x' silently. */
+function int32Array(v: unknown, op: string, arg: string): Int32Array {
+  const a = userArray(v, op, arg, 'integers');
+  const out = new Int32Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < -(2 ** 31) || x >= 2 ** 31) {
+      throw new TesseraError('E_ARG', op, `${arg}[${i}] must be an int32 integer, got ${describe(x)}`);
+    }
+    out[i] = x;
+  }
+  return out;
+}
+
+/** values as given (a Tensor), or numbers -> float32 (a Float64Array stays float64). */
+function valuesTensor(v: unknown, op: string): Tensor {
+  if (v instanceof Tensor) return assertTensor(v, op, 'values');
+  const a = userArray(v, op, 'values', 'numbers');
+  for (let i = 0; i < a.length; i++) {
+    if (typeof a[i] !== 'number') throw new TesseraError('E_TYPE', op, `values[${i}] must be a number, got ${describe(a[i])}`);
+  }
+  return tensor(a instanceof Float64Array || a instanceof Float32Array ? a : Float32Array.from(a as ArrayLike<number>));
+}
+
 /** CSR matrix from its arrays; the structure is checked (monotone rowPtr, sorted in-range columns). */
 export function csr(rowPtr: ArrayLike<number>, colIdx: ArrayLike<number>, values: ArrayLike<number> | Tensor, shape: [number, number]): SparseTensor {
   const op = 'sparse.csr';
   const [M, K] = checkShape(shape, op);
   if (shape.length !== 2) throw new TesseraError('E_SHAPE', op, `shape must be [M, K], got ${describe(shape)}`);
-  const vt = values instanceof Tensor ? assertTensor(values, op, 'values') : tensor(values as unknown as number[] | Float32Array);
-  const raw: CsrRaw = {
-    M,
-    K,
-    rowPtr: Int32Array.from(rowPtr as ArrayLike<number>),
-    colIdx: Int32Array.from(colIdx as ArrayLike<number>),
-    values: vt.toFloat64(),
-  };
+  const rp = int32Array(rowPtr, op, 'rowPtr');
+  const cols = int32Array(colIdx, op, 'colIdx');
+  const vt = valuesTensor(values, op);
+  const raw: CsrRaw = { M, K, rowPtr: rp, colIdx: cols, values: vt.toFloat64() };
   const err = validateCsr(raw);
-  if (err) throw new TesseraError('E_ARG', op, err);
-  const rp = tensor(raw.rowPtr, { dtype: 'int32' });
+  if (err) {
+    if (vt !== values) vt.dispose();
+    throw new TesseraError('E_ARG', op, `${err} (shape [${M}, ${K}], rowPtr length ${rp.length}, ${cols.length} column indices, ${raw.values.length} values)`);
+  }
+  const rpt = tensor(raw.rowPtr, { dtype: 'int32' });
   const ci = tensor(raw.colIdx, { dtype: 'int32' });
-  return new SparseTensor('csr', [M, K], [rp, ci, vt === values ? vt.contiguous() : vt]);
+  return new SparseTensor('csr', [M, K], [rpt, ci, vt === values ? vt.contiguous() : vt]);
 }
 
 function spmmArgs(a: unknown, b: unknown): [Tensor[], Record<string, unknown>] {
@@ -117,6 +152,7 @@ function spmmArgs(a: unknown, b: unknown): [Tensor[], Record<string, unknown>] {
   if (!isFloatDType(computeDType(tb.dtype))) throw new TesseraError('E_DTYPE', op, `b must be a float tensor, got ${tb.dtype}`);
   if (sa.device !== tb.device) throw new TesseraError('E_DEVICE', op, `a is on ${sa.device}, b on ${tb.device}`);
   const outDtype = promoteTypes(sa.dtype, tb.dtype);
+  checkShape([M, tb.shape[1]], op, `output shape of a ${fmtShape(sa.shape)} @ b ${fmtShape(tb.shape)}`);
   return [[...sa._check(op), tb], { format: sa.format, M, K, N: tb.shape[1], outDtype }];
 }
 
