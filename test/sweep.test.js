@@ -161,7 +161,9 @@ add({
     const K = sz(r), N = sz(r, 33);
     const qd = r.pick(['int8', 'int4', 'float8_e4m3fn']);
     const qw = T.quantize(randT(r, [K, N]), { dtype: qd, groupSize: qd === 'int4' ? r.pick([32, 64]) : undefined });
-    return { inputs: [randT(r, [sz(r, 33), K], d)], run: ([x]) => T.qmatmul(x, qw), note: qd };
+    let qc = null; // the quantized weight lives on the input's device
+    const on = (x) => (x.device === 'cuda' ? (qc = qc || qw.to('cuda')) : qw);
+    return { inputs: [randT(r, [sz(r, 33), K], d)], run: ([x]) => T.qmatmul(x, on(x)), note: qd };
   },
 });
 add({
@@ -171,7 +173,9 @@ add({
     const fmt = r.pick(['csr', '2:4']);
     const dense = T.mul(randT(r, [M, K], d), T.tensor(Float32Array.from({ length: M * K }, () => (r.next() < 0.2 ? 1 : 0)), { shape: [M, K] }));
     const sp = T.sparse.fromDense(dense, { format: fmt });
-    return { inputs: [randT(r, [K, N], d)], run: ([b]) => T.spmm(sp, b), note: fmt };
+    let sc = null;
+    const on = (x) => (x.device === 'cuda' ? (sc = sc || sp.to('cuda')) : sp);
+    return { inputs: [randT(r, [K, N], d)], run: ([b]) => T.spmm(on(b), b), note: fmt };
   },
 });
 

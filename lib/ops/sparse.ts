@@ -49,6 +49,10 @@ export class SparseTensor {
   toDense(): Tensor {
     return toDense(this);
   }
+  /** The same matrix with its parts on another device. */
+  to(device: 'cpu' | 'cuda'): SparseTensor {
+    return new SparseTensor(this.format, [this.shape[0], this.shape[1]], this._check('to').map((t) => t.to(device)));
+  }
   dispose(): void {
     this.parts.forEach((t) => t.dispose());
   }

@@ -1,0 +1,311 @@
+// The CPU benchmark's cases, family by family. A case is
+//   { family, id, kernel, shape, unit, flops, effFlops?, op, target, setup(ctx) }
+// and setup resolves to { runners, cleanup(), notes?, nnz? }: runners[0] is tessera (its reference() is the
+// output of its last timed call, for the peer check), the rest are peers { key, name, call | timed(n),
+// output?(), release?(), tol }. ctx = { T, threads, numpy, peers, quick }.
+// TARGETS holds the "CPU kernels at speed" goals in one place: ratio = peer time / tessera time.
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { fillUniform, sparsify, swap12 } = require('./harness');
+
+const TARGETS = {
+  gemm: { peer: 'ort', ratio: 1.0 },
+  attention: { peer: 'ort', ratio: 1.0 },
+  int8: { peer: 'ort', ratio: 1.0 }, // ORT U8U8 on the same int8 codes: the same computation as ours
+  int4: { peer: 'ort', ratio: 1.0 }, // ORT MatMulNBits accuracy_level 0: the same fp32 math as ours
+  fp8: { peer: 'ort', ratio: 1.0 }, // no fp8 kernel in ORT's CPU EP: fp32 GEMV of the same weights
+  spmm: { peer: 'ort', ratio: 1.0, minSparsity: 0.9 }, // sparse beats ORT dense (same matrix) from 90%
+  spmm24: { peer: 'ort', ratio: 1.0 },
+  js: { peer: 'tfjs', ratio: 1.0 },
+};
+
+// how close a peer's output must be to tessera's (‖peer − ours‖ / ‖ours‖) to count as the same computation
+const TOL = { fp32: 1e-4, int8: 5e-2, int4: 1e-3, int4act8: 5e-2, fp8: 1.5e-1 };
+
+const tensor = (T, data, shape) => T.tensor(data, { shape });
+const out = (t) => {
+  const d = t.toFloat32();
+  t.dispose();
+  return d;
+};
+
+/** The last output is kept (and freed by the next call) so the peer check needs no extra, slow JS call. */
+function tesseraRunner(T, name, op, f) {
+  let last = null;
+  return {
+    key: 'tessera',
+    name,
+    op,
+    call: () => {
+      if (last) last.dispose();
+      last = f();
+    },
+    reference: () => (last ? last.toFloat32() : out(f())),
+    release: () => last && last.dispose(),
+  };
+}
+
+async function ortRunner(key, name, built, tol, toRef = (x) => x) {
+  const s = await built;
+  return { key, name, call: s.run, output: () => toRef(s.output()), release: s.release, tol };
+}
+
+async function numpyRunner(ctx, key, name, id, spec) {
+  if (!ctx.numpy) return null;
+  return { key, name, ...(await ctx.numpy.runner(id, spec)) };
+}
+
+// ---------------------------------------------------------------- fp32 GEMM
+function gemmCases(quick) {
+  const square = quick ? [256, 1024] : [256, 512, 1024, 2048];
+  const llm = quick
+    ? [[1, 4096, 4096], [128, 4096, 4096], [16, 4096, 11008]]
+    : [1, 16, 128].flatMap((m) => [[m, 4096, 4096], [m, 4096, 11008]]);
+  const shapes = [...square.map((n) => ({ M: n, K: n, N: n, weights: false })), ...llm.map(([M, K, N]) => ({ M, K, N, weights: true }))];
+  return shapes.map(({ M, K, N, weights }) => ({
+    family: 'gemm',
+    id: `gemm-f32-${M}x${K}x${N}`,
+    kernel: weights ? 'GEMM fp32 (linear)' : 'GEMM fp32',
+    shape: `${M}x${K}x${N}`,
+    unit: 'GFLOP/s',
+    flops: 2 * M * K * N,
+    op: 'matmul',
+    target: TARGETS.gemm,
+    async setup(ctx) {
+      const { T, threads, peers } = ctx;
+      const a = fillUniform(M * K, 1);
+      const b = fillUniform(K * N, 2);
+      const ta = tensor(T, a, [M, K]);
+      const tb = tensor(T, b, [K, N]);
+      const runners = [tesseraRunner(T, 'tessera matmul', 'matmul', () => T.matmul(ta, tb))];
+      // square: B is a graph input (pure kernel, nothing prepacked); LLM shapes: B is a constant weight
+      // (initializer), which ORT prepacks once at session creation, as in a real model
+      const ortName = weights ? 'ORT MatMul (B initializer, prepacked)' : 'ORT MatMul';
+      runners.push(await ortRunner('ort', ortName, peers.ortMatMul({ M, K, N, a, b, bConst: weights, threads }), TOL.fp32));
+      runners.push(await numpyRunner(ctx, 'numpy', 'numpy a @ b', this.id, { kind: 'gemm', M, K, N }));
+      return { runners: runners.filter(Boolean), cleanup: () => (ta.dispose(), tb.dispose()) };
+    },
+  }));
+}
+
+// ---------------------------------------------------------------- attention
+function attentionCases(quick) {
+  const [B, H, D] = [1, 16, 128];
+  const list = [];
+  const seqs = quick ? [[512, false], [512, true], [2048, true]] : [512, 2048, 8192].flatMap((s) => [[s, false], [s, true]]);
+  for (const [S, causal] of seqs) list.push({ Sq: S, Skv: S, causal });
+  list.push({ Sq: 1, Skv: 4096, causal: false, decode: true });
+  return list.map(({ Sq, Skv, causal, decode }) => ({
+    family: 'attention',
+    id: `attn-${decode ? 'decode' : causal ? 'causal' : 'full'}-S${Sq}x${Skv}`,
+    kernel: decode ? 'attention decode' : causal ? 'attention causal' : 'attention',
+    shape: `B${B} H${H} D${D} Sq${Sq} Sk${Skv}`,
+    unit: 'GFLOP/s',
+    flops: (4 * B * H * Sq * Skv * D) / (causal ? 2 : 1),
+    op: 'attention',
+    target: TARGETS.attention,
+    async setup({ T, threads, peers }) {
+      const q = fillUniform(B * H * Sq * D, 3);
+      const k = fillUniform(B * H * Skv * D, 4);
+      const v = fillUniform(B * H * Skv * D, 5);
+      const [tq, tk, tv] = [[q, Sq], [k, Skv], [v, Skv]].map(([d, s]) => tensor(T, d, [B, H, s, D]));
+      const runners = [tesseraRunner(T, 'tessera attention', 'attention', () => T.attention(tq, tk, tv, { causal }))];
+      // MHA wants BSNH for prefill; for decode K/V go in as a BNSH KV cache (its past_key form)
+      const toBSNH = (d, s) => swap12(d, [B, H, s, D]);
+      const built = peers.ortMHA({ B, H, Sq, Skv, D, q: toBSNH(q, Sq), k: decode ? k : toBSNH(k, Skv), v: decode ? v : toBSNH(v, Skv), causal, kvBNSH: !!decode, threads });
+      const name = `ORT MultiHeadAttention${causal ? ' unidirectional=1' : ''}${decode ? ' (BNSH KV)' : ''}`;
+      runners.push(await ortRunner('ort', name, built, TOL.fp32, (o) => swap12(o, [B, Sq, H, D])));
+      return { runners, cleanup: () => [tq, tk, tv].forEach((t) => t.dispose()) };
+    },
+  }));
+}
+
+// ---------------------------------------------------------------- low precision
+function qgemmCases(quick) {
+  const int8 = quick ? [[16, 4096, 4096]] : [[2048, 2048, 2048], [1, 4096, 4096], [16, 4096, 4096], [128, 4096, 4096]];
+  const cases = int8.map(([M, K, N]) => ({
+    family: 'qgemm',
+    id: `int8-${M}x${K}x${N}`,
+    kernel: 'GEMM int8 (W8A8)',
+    shape: `${M}x${K}x${N}`,
+    unit: 'GOP/s',
+    flops: 2 * M * K * N,
+    op: 'qmatmul',
+    target: TARGETS.int8,
+    async setup({ T, threads, peers }) {
+      const x = fillUniform(M * K, 1);
+      const w = fillUniform(K * N, 2);
+      const tx = tensor(T, x, [M, K]);
+      const tw = tensor(T, w, [K, N]);
+      const qw = T.quantize(tw, { dtype: 'int8' }); // per output channel
+      tw.dispose();
+      const runners = [tesseraRunner(T, 'tessera qmatmul int8', 'qmatmul', () => T.qmatmul(tx, qw))];
+      const built = peers.ortDynQuantMatMul({ M, K, N, a: x, wq: qw.values.data(), scales: qw.scales.toFloat32(), threads });
+      runners.push(await ortRunner('ort', 'ORT DynamicQuantizeMatMul U8U8 (same int8 codes, zp 128)', built, TOL.int8));
+      const q7 = peers.quantizeInt7(w, K, N);
+      const built7 = peers.ortDynQuantMatMul({ M, K, N, a: x, wq: q7.wq, scales: q7.scales, signed7: true, threads });
+      runners.push(await ortRunner('ort-s7', 'ORT DynamicQuantizeMatMul U8S8, 7-bit W (reduce_range)', built7, TOL.int8));
+      return { runners, cleanup: () => (tx.dispose(), qw.dispose()) };
+    },
+  }));
+  const K = 4096;
+  const N = 4096;
+  cases.push({
+    family: 'qgemm',
+    id: `int4-gemv-1x${K}x${N}-g32`,
+    kernel: 'GEMV int4 (weight-only, g32)',
+    shape: `1x${K}x${N}`,
+    unit: 'GFLOP/s',
+    flops: 2 * K * N,
+    op: 'qmatmul',
+    target: TARGETS.int4,
+    async setup({ T, threads, peers }) {
+      const x = fillUniform(K, 1);
+      const tx = tensor(T, x, [1, K]);
+      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
+      const qw = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
+      tw.dispose();
+      const runners = [tesseraRunner(T, 'tessera qmatmul int4', 'qmatmul', () => T.qmatmul(tx, qw))];
+      const nb = peers.int4ToNBits(qw.values.data(), qw.scales.toFloat32(), K, N, 32);
+      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads };
+      runners.push(await ortRunner('ort', 'ORT MatMulNBits bits=4 bs=32 acc=0 (same codes)', peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4));
+      runners.push(await ortRunner('ort-a8', 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
+      return { runners, cleanup: () => (tx.dispose(), qw.dispose()) };
+    },
+  });
+  // fp8 quantize and the JS fp8 kernel cost ~0.5 µs/element: --quick uses 1024^2 to stay short
+  const F = quick ? 1024 : 4096;
+  cases.push({
+    family: 'qgemm',
+    id: `fp8-gemv-1x${F}x${F}`,
+    kernel: 'GEMV fp8 e4m3 (weight-only)',
+    shape: `1x${F}x${F}`,
+    unit: 'GFLOP/s',
+    flops: 2 * F * F,
+    op: 'qmatmul',
+    target: TARGETS.fp8,
+    async setup({ T, threads, peers }) {
+      const x = fillUniform(F, 1);
+      const w = fillUniform(F * F, 2);
+      const tx = tensor(T, x, [1, F]);
+      const tw = tensor(T, w, [F, F]);
+      const qw = T.quantize(tw, { dtype: 'float8_e4m3fn' });
+      tw.dispose();
+      const runners = [tesseraRunner(T, 'tessera qmatmul fp8', 'qmatmul', () => T.qmatmul(tx, qw))];
+      runners.push(await ortRunner('ort', 'ORT MatMul fp32 (B initializer; ORT CPU has no fp8 op)', peers.ortMatMul({ M: 1, K: F, N: F, a: x, b: w, bConst: true, threads }), TOL.fp8));
+      const nb = peers.quantizeNBits8(w, F, F, 32);
+      const built = peers.ortMatMulNBits({ M: 1, K: F, N: F, a: x, packed: nb.packed, scales: nb.scales, bits: 8, blockSize: 32, accuracyLevel: 0, threads });
+      runners.push(await ortRunner('ort-nb8', 'ORT MatMulNBits bits=8 bs=32 acc=0 (8-bit weights)', built, TOL.fp8));
+      return { runners, cleanup: () => (tx.dispose(), qw.dispose()) };
+    },
+  });
+  return cases;
+}
+
+// ---------------------------------------------------------------- sparse
+function spmmCases(quick) {
+  const [M, K, N] = [4096, 4096, 64];
+  const formats = [...(quick ? [0.9, 0.99] : [0.8, 0.9, 0.95, 0.99]).map((s) => ({ fmt: 'csr', s })), { fmt: '2:4', s: 0.5 }];
+  return formats.map(({ fmt, s }) => ({
+    family: 'spmm',
+    id: fmt === 'csr' ? `spmm-csr-${Math.round(s * 100)}` : 'spmm-2to4',
+    kernel: fmt === 'csr' ? `SpMM CSR ${Math.round(s * 100)}%` : 'SpMM 2:4',
+    shape: `${M}x${K} @ ${K}x${N}`,
+    unit: 'GFLOP/s',
+    flops: 0, // 2 * nnz * N, known after set-up
+    effFlops: 2 * M * K * N,
+    sparsity: s,
+    op: 'spmm',
+    target: fmt === 'csr' ? (s >= TARGETS.spmm.minSparsity ? TARGETS.spmm : null) : TARGETS.spmm24,
+    async setup(ctx) {
+      const { T, threads, peers } = ctx;
+      const dense = fillUniform(M * K, 9);
+      if (fmt === 'csr') sparsify(dense, s);
+      const td = tensor(T, dense, [M, K]);
+      const sp = T.sparse.fromDense(td, { format: fmt });
+      td.dispose();
+      this.flops = 2 * sp.nnz * N;
+      const pruned = fmt === 'csr' ? dense : out(T.sparse.toDense(sp));
+      const b = fillUniform(K * N, 2);
+      const tb = tensor(T, b, [K, N]);
+      const runners = [tesseraRunner(T, `tessera spmm ${fmt}`, 'spmm', () => T.spmm(sp, tb))];
+      // ORT: the same (pruned) matrix as a dense constant A, Y = A @ B: "is sparse worth it here?"
+      runners.push(await ortRunner('ort', 'ORT MatMul dense (same matrix as A initializer)', peers.ortMatMul({ M, K, N, a: pruned, b, aConst: true, threads }), TOL.fp32));
+      // scipy CSR @ dense on exactly our matrix (CSR arrays handed over through temp files)
+      let files = null;
+      if (ctx.numpy && fmt === 'csr') {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-bench-'));
+        files = { rowPtr: path.join(dir, 'rowptr.i32'), colIdx: path.join(dir, 'colidx.i32'), values: path.join(dir, 'values.f32'), dir };
+        sp.parts.forEach((p, i) => fs.writeFileSync(Object.values(files)[i], p.data()));
+        runners.push(await numpyRunner(ctx, 'scipy', 'scipy.sparse CSR @ dense (1 thread)', this.id, { kind: 'csr', M, K, N, files }));
+      }
+      const cleanup = () => {
+        tb.dispose();
+        sp.dispose();
+        if (files) fs.rmSync(files.dir, { recursive: true, force: true });
+      };
+      return { runners, cleanup, nnz: sp.nnz };
+    },
+  }));
+}
+
+// ---------------------------------------------------------------- pure-JS fallback
+function jsCases() {
+  const n = 512;
+  return [
+    {
+      family: 'js',
+      id: `js-matmul-${n}`,
+      kernel: 'GEMM fp32, JS backend',
+      shape: `${n}x${n}x${n}`,
+      unit: 'GFLOP/s',
+      flops: 2 * n ** 3,
+      op: 'matmul',
+      target: TARGETS.js,
+      async setup({ T, peers }) {
+        const a = fillUniform(n * n, 1);
+        const b = fillUniform(n * n, 2);
+        const ta = tensor(T, a, [n, n]);
+        const tb = tensor(T, b, [n, n]);
+        const js = (f) => () => {
+          T.setBackend('js');
+          try {
+            return f();
+          } finally {
+            T.setBackend(null);
+          }
+        };
+        const runners = [tesseraRunner(T, 'tessera matmul (backend js)', 'matmul', js(() => T.matmul(ta, tb)))];
+        const tf = await peers.loadTfjs();
+        if (!tf.unavailable) {
+          const [fa, fb] = [tf.tensor2d(a, [n, n]), tf.tensor2d(b, [n, n])];
+          let last = null;
+          runners.push({
+            key: 'tfjs',
+            name: `tfjs ${tf.version_core} matMul (cpu backend)`,
+            call: () => {
+              const c = tf.matMul(fa, fb);
+              last = c.dataSync();
+              c.dispose();
+            },
+            output: () => last,
+            release: () => (fa.dispose(), fb.dispose()),
+            tol: TOL.fp32,
+          });
+        }
+        return { runners, cleanup: () => (ta.dispose(), tb.dispose()), notes: tf.unavailable ? [tf.unavailable] : [] };
+      },
+    },
+  ];
+}
+
+const FAMILIES = ['gemm', 'attention', 'qgemm', 'spmm', 'js'];
+
+function buildCases({ quick, only }) {
+  const all = { gemm: gemmCases(quick), attention: attentionCases(quick), qgemm: qgemmCases(quick), spmm: spmmCases(quick), js: jsCases() };
+  return FAMILIES.filter((f) => !only || only.includes(f)).flatMap((f) => all[f]);
+}
+
+module.exports = { buildCases, FAMILIES, TARGETS };
