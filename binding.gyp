@@ -1,6 +1,8 @@
 # tessera_cpu: the CPU kernels addon (C++17, N-API 8, C++ exceptions on).
 # Portable x86-64 baseline: no -march flags. AVX2+FMA kernels are compiled per
-# function with __attribute__((target("avx2,fma"))) and picked at run time.
+# function with __attribute__((target("avx2,fma"))) and picked at run time
+# (native/cpu_features.cc); other architectures build the portable path only.
+# Needs GCC or Clang (target attributes, __builtin_cpu_supports).
 {
   "targets": [
     {
@@ -24,17 +26,15 @@
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags": ["-O3", "-fexceptions", "-pthread"],
+      "cflags": ["-pthread"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-pthread"],
       "ldflags": ["-pthread"],
       "libraries": ["-lpthread"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "MACOSX_DEPLOYMENT_TARGET": "10.15",
         "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fexceptions"]
-      },
-      "msvs_settings": {
-        "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] }
       }
     }
   ]

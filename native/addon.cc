@@ -16,8 +16,11 @@
 #include <cmath>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <new>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "args.h"
 #include "attention.h"
@@ -31,34 +34,61 @@ namespace {
 
 constexpr const char* k_version = "0.1.0";
 
-// Runs `work` off the main thread; resolves the promise with undefined.
+// Runs `work` on a libuv worker thread; its promise resolves with undefined or
+// rejects with an Error. The completion step uses the C API and never throws:
+// while a worker_threads environment is torn down JS cannot run, node-addon-api
+// wrappers would throw there, and an exception escaping a completion callback
+// aborts the process. (Node waits for queued work before freeing the
+// environment, so the typed arrays outlive the kernel.)
 class kernel_worker : public Napi::AsyncWorker {
  public:
   kernel_worker(Napi::Env env, const char* name, std::function<void()> work,
                 std::initializer_list<Napi::Object> keep_alive)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)) {
+      : Napi::AsyncWorker(env, name), work_(std::move(work)) {
+    napi_value promise = nullptr;
+    if (napi_create_promise(env, &deferred_, &promise) != napi_ok)
+      throw Napi::Error::New(env, std::string(name) + ": could not create a promise");
+    promise_ = Napi::Persistent(Napi::Value(env, promise).As<Napi::Object>());
     for (const Napi::Object& o : keep_alive) refs_.push_back(Napi::Persistent(o));
   }
 
-  Napi::Promise promise() const { return deferred_.Promise(); }
+  Napi::Value promise() const { return promise_.Value(); }
 
  protected:
   void Execute() override {
     try {
       work_();
     } catch (const std::bad_alloc&) {
-      SetError("tessera_cpu: out of memory");
+      error_ = "tessera_cpu: out of memory";
     } catch (const std::exception& e) {
-      SetError(std::string("tessera_cpu: ") + e.what());
+      error_ = std::string("tessera_cpu: ") + e.what();
+    } catch (...) {
+      error_ = "tessera_cpu: unknown native error";
     }
   }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    napi_handle_scope scope = nullptr;
+    if (status != napi_cancelled && napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value value = nullptr;
+      if (error_.empty()) {
+        if (napi_get_undefined(env, &value) == napi_ok) napi_resolve_deferred(env, deferred_, value);
+      } else {
+        napi_value message = nullptr;
+        if (napi_create_string_utf8(env, error_.data(), error_.size(), &message) == napi_ok &&
+            napi_create_error(env, nullptr, message, &value) == napi_ok)
+          napi_reject_deferred(env, deferred_, value);
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    Destroy();  // delete this: releases the typed-array references
+  }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
+  std::string error_;
+  napi_deferred deferred_ = nullptr;
+  Napi::ObjectReference promise_;
   std::vector<Napi::ObjectReference> refs_;
 };
 
@@ -70,6 +100,8 @@ void run_sync(Napi::Env env, const char* name, const std::function<void()>& work
     throw Napi::Error::New(env, std::string("tessera_cpu.") + name + ": out of memory");
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("tessera_cpu.") + name + ": " + e.what());
+  } catch (...) {
+    throw Napi::Error::New(env, std::string("tessera_cpu.") + name + ": unknown native error");
   }
 }
 
@@ -120,8 +152,9 @@ Napi::Value matmul_f32_async(const Napi::CallbackInfo& info) {
   const matmul_call c = parse_matmul(info, "matmulF32Async");
   auto* w = new kernel_worker(
       info.Env(), "tessera_cpu.matmulF32Async",
-      [c] { gemm_f32(c.out.data, c.a.data, c.b.data, c.shape); }, {c.a.object, c.b.object, c.out.object});
-  Napi::Promise p = w->promise();
+      [out = c.out.data, a = c.a.data, b = c.b.data, shape = c.shape] { gemm_f32(out, a, b, shape); },
+      {c.a.object, c.b.object, c.out.object});
+  Napi::Value p = w->promise();
   w->Queue();  // the worker deletes itself after settling the promise
   return p;
 }
@@ -187,9 +220,11 @@ Napi::Value attention_f32_async(const Napi::CallbackInfo& info) {
   const attention_call c = parse_attention(info, "attentionF32Async");
   auto* w = new kernel_worker(
       info.Env(), "tessera_cpu.attentionF32Async",
-      [c] { attention_f32(c.out.data, c.q.data, c.k.data, c.v.data, c.shape); },
+      [out = c.out.data, q = c.q.data, k = c.k.data, v = c.v.data, shape = c.shape] {
+        attention_f32(out, q, k, v, shape);
+      },
       {c.q.object, c.k.object, c.v.object, c.out.object});
-  Napi::Promise p = w->promise();
+  Napi::Value p = w->promise();
   w->Queue();
   return p;
 }

@@ -1,15 +1,19 @@
 // attention: out = softmax(scale * q k^T + mask) v, f32, flash-attention style.
 //
 // Algorithm: one task per (batch, query head, block of BQ=48 query rows). A
-// task walks the key/value rows of its kv head in blocks of BK=64 keys:
-//   S = scale * Q_blk K_blk^T          (BQ x BK tile on the stack, 12 KB)
+// task walks the key/value rows of its kv head in blocks of BK keys, BK = 16 KB /
+// (4 max(D, Dv)) clamped to [8, 64] (32 at D = 128) so a K block and a V block
+// each stay in L1 while all BQ rows use them; the next blocks are prefetched:
+//   S = scale * Q_blk K_blk^T          (BQ x BK tile on the stack, <= 12 KB)
 //   causal mask: key j hidden from query i when j > kv_offset + i  (S = -inf)
 //   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new);
 //                   alpha = exp(m - m_new); l = alpha * l + rowsum P
 //   O = alpha * O + P V_blk            (O accumulates in the task's out rows)
 // then O /= l. The Sq x Sk score matrix is never materialised; memory is O(BQ*BK)
 // per thread. Keys past the causal frontier of a block's last row are never
-// visited. GQA/MQA: query head h reads kv head h / (Hq / Hkv) in place.
+// visited. GQA/MQA: query head h reads kv head h / (Hq / Hkv) in place; at
+// decode (Sq = 1) the Hq/Hkv heads of a group form one block, so K/V are read
+// once per group rather than once per query head.
 // A query row with no visible key (causal, kv_offset + i < 0) outputs zeros.
 //
 // Layouts (PyTorch SDPA): q [B][Hq][Sq][D], k [B][Hkv][Sk][D], v [B][Hkv][Sk][Dv],
@@ -23,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "cpu_features.h"
@@ -44,14 +49,20 @@ int key_block(int64_t d, int64_t dv) {
 }
 constexpr float k_neg_inf = -std::numeric_limits<float>::infinity();
 
+// Eight partial sums per dot product so GCC vectorises the D loop with baseline SSE2
+// (a single running sum is a loop-carried dependency it may not reorder).
 void scores_generic(float* s, int64_t ld_s, const float* q, int rows, const float* k, int keys,
                     int64_t d, float scale) {
+  const int64_t d8 = d & ~int64_t{7};
   for (int i = 0; i < rows; ++i) {
     const float* qi = q + i * d;
     for (int j = 0; j < keys; ++j) {
       const float* kj = k + j * d;
-      float acc = 0.0f;
-      for (int64_t x = 0; x < d; ++x) acc += qi[x] * kj[x];
+      float part[8] = {};
+      for (int64_t x = 0; x < d8; x += 8)
+        for (int u = 0; u < 8; ++u) part[u] += qi[x + u] * kj[x + u];
+      float acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      for (int64_t x = d8; x < d; ++x) acc += qi[x] * kj[x];
       s[i * ld_s + j] = scale * acc;
     }
   }
@@ -101,9 +112,22 @@ detail::attention_kernels select_kernels() {
   return {&scores_generic, &softmax_generic, &pv_generic};
 }
 
-// One (batch, head, query block) task.
+void prefetch_span(const float* p, int64_t n) {
+#if defined(__GNUC__)
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);  // one per 64-byte line
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+// One task: `rows` query rows (row stride D in q, Dv in o) against one kv head.
+// Row i sits at absolute position kv_offset + q0 + i * pos_step: pos_step is 1
+// for consecutive positions of one head, 0 for the stacked heads of a GQA group
+// at decode (Sq = 1), which share every K/V load.
 void attend_block(float* o, const float* q, const float* k, const float* v, int rows,
-                  int64_t q0, const attention_f32_shape& s, const detail::attention_kernels& kern) {
+                  int64_t q0, int64_t pos_step, const attention_f32_shape& s,
+                  const detail::attention_kernels& kern) {
   alignas(64) float tile[k_bq * k_bk];
   float m[k_bq], l[k_bq], alpha[k_bq];
   std::fill(m, m + rows, k_neg_inf);
@@ -112,16 +136,24 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
 
   // Keys [0, key_end) are visible to at least one row of the block.
   int64_t key_end = s.seq_k;
-  if (s.causal) key_end = std::clamp<int64_t>(s.kv_offset + q0 + rows, 0, s.seq_k);
+  const int64_t pos0 = s.kv_offset + q0;  // position of row 0, the most restricted row
+  if (s.causal) key_end = std::clamp<int64_t>(pos0 + (rows - 1) * pos_step + 1, 0, s.seq_k);
 
   const int bk = key_block(s.dim, s.dim_v);
   for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
     const int keys = static_cast<int>(std::min<int64_t>(bk, key_end - k0));
+    if (k0 + keys < key_end) {
+      // Next K/V blocks are contiguous: ask for them now so the loads overlap this
+      // block's math (matters at decode, where a block is little math per byte).
+      const int64_t next = std::min<int64_t>(bk, key_end - k0 - keys);
+      prefetch_span(k + (k0 + keys) * s.dim, next * s.dim);
+      prefetch_span(v + (k0 + keys) * s.dim_v, next * s.dim_v);
+    }
     kern.scores(tile, k_bk, q, rows, k + k0 * s.dim, keys, s.dim, s.scale);
-    if (s.causal && k0 + keys - 1 > s.kv_offset + q0) {
+    if (s.causal && k0 + keys - 1 > pos0) {
       for (int i = 0; i < rows; ++i) {
         // first hidden key of row i, relative to k0
-        const int64_t first = std::max<int64_t>(0, s.kv_offset + q0 + i + 1 - k0);
+        const int64_t first = std::max<int64_t>(0, pos0 + i * pos_step + 1 - k0);
         for (int64_t j = first; j < keys; ++j) tile[i * k_bk + j] = k_neg_inf;
       }
     }
@@ -142,26 +174,43 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
                    const attention_f32_shape& s) {
   static const detail::attention_kernels kern = select_kernels();
   const int64_t group = s.heads_q / s.heads_kv;
-  const int64_t n_qb = (s.seq_q + k_bq - 1) / k_bq;
-  const int64_t n_bh = s.batch * s.heads_q;
-
-  auto task = [&](int64_t t) {
-    const int64_t qb = n_qb - 1 - t / n_bh;  // last (heaviest when causal) first
-    const int64_t bh = t % n_bh;
-    const int64_t b = bh / s.heads_q;
-    const int64_t h = bh % s.heads_q;
-    const int64_t hkv = b * s.heads_kv + h / group;
-    const int64_t q0 = qb * k_bq;
-    const int rows = static_cast<int>(std::min<int64_t>(k_bq, s.seq_q - q0));
-    attend_block(out + (bh * s.seq_q + q0) * s.dim_v, q + (bh * s.seq_q + q0) * s.dim,
-                 k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, s, kern);
-  };
-
-  const double flops = 2.0 * static_cast<double>(n_bh) * s.seq_q * s.seq_k * (s.dim + s.dim_v);
-  if (num_threads() > 1 && flops >= (1 << 20)) {
-    parallel_for(n_qb * n_bh, task);
+  int64_t n_tasks = 0;
+  std::function<void(int64_t)> task;
+  if (s.seq_q == 1 && group > 1) {
+    // Decode with GQA/MQA: the group's query heads are consecutive rows of q/out
+    // (Sq = 1) at one position; stacking them reads each K/V row once per group.
+    const int64_t n_gb = (group + k_bq - 1) / k_bq;
+    n_tasks = s.batch * s.heads_kv * n_gb;
+    task = [&, n_gb](int64_t t) {
+      const int64_t hkv = t / n_gb;  // b * Hkv + kv head
+      const int64_t h0 = hkv * group + (t % n_gb) * k_bq;  // b * Hq + first query head
+      const int rows = static_cast<int>(std::min<int64_t>(k_bq, (hkv + 1) * group - h0));
+      attend_block(out + h0 * s.dim_v, q + h0 * s.dim, k + hkv * s.seq_k * s.dim,
+                   v + hkv * s.seq_k * s.dim_v, rows, 0, 0, s, kern);
+    };
   } else {
-    for (int64_t t = 0; t < n_qb * n_bh; ++t) task(t);
+    const int64_t n_qb = (s.seq_q + k_bq - 1) / k_bq;
+    const int64_t n_bh = s.batch * s.heads_q;
+    n_tasks = n_qb * n_bh;
+    task = [&, n_qb, n_bh](int64_t t) {
+      const int64_t qb = n_qb - 1 - t / n_bh;  // last (heaviest when causal) first
+      const int64_t bh = t % n_bh;
+      const int64_t b = bh / s.heads_q;
+      const int64_t h = bh % s.heads_q;
+      const int64_t hkv = b * s.heads_kv + h / group;
+      const int64_t q0 = qb * k_bq;
+      const int rows = static_cast<int>(std::min<int64_t>(k_bq, s.seq_q - q0));
+      attend_block(out + (bh * s.seq_q + q0) * s.dim_v, q + (bh * s.seq_q + q0) * s.dim,
+                   k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, 1, s, kern);
+    };
+  }
+
+  const double flops =
+      2.0 * static_cast<double>(s.batch * s.heads_q) * s.seq_q * s.seq_k * (s.dim + s.dim_v);
+  if (num_threads() > 1 && flops >= (1 << 20)) {
+    parallel_for(n_tasks, task);
+  } else {
+    for (int64_t t = 0; t < n_tasks; ++t) task(t);
   }
 }
 

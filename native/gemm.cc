@@ -9,7 +9,7 @@
 // The first KC block stores into C, later ones add, so C is never read before
 // it is written (NaN-poisoned outputs are fine) and, for a fixed KC, every
 // element is summed in the same order whatever the thread count or task split:
-// results are bit-identical across thread counts, batch folding and tile edges.
+// results are bit-identical across thread counts, task splits and tile edges.
 // transA/transB and batch strides are absorbed by the packing routines, which
 // read either layout; padding rows/cols of a sliver are zero-filled.
 //
@@ -17,6 +17,9 @@
 // [batch][M][N]; stride 0 broadcasts one matrix to every batch. When B is
 // broadcast and A is a dense non-transposed stack, the batch folds into M.
 // Small problems skip the pool; many small batches run one matrix per task.
+// M <= 4 (decode-time GEMV) on AVX2 skips packing entirely (gemm_avx2.cc): dot
+// products along K when B is [N][K], row-axpy over K when B is [K][N]; B is
+// streamed from memory exactly once, in column chunks that are split over tasks.
 //
 // Block sizes for Zen3/Skylake-class cores (32-48 KB L1d, 512 KB-1 MB L2): KC=256
 // (B sliver 16 KB), MC=120 (A block 120 KB), NC=2048 (B panel 2 MB).
@@ -106,7 +109,7 @@ void pack_b_sliver(float* dst, const mat_view& b, int64_t j0, int cols, int64_t 
     }
     return;
   }
-  // transB [N][K]: walk each column (contiguous in p) in chunks so the 16 source
+  // transB [N][K]: walk each column (contiguous in p) in chunks so the nr source
   // streams stay in L1 while the destination is written in order.
   constexpr int64_t chunk = 64;
   for (int64_t pb = 0; pb < kc; pb += chunk) {
@@ -240,7 +243,10 @@ void gemm_small_m(float* out, const float* a, const float* b, const gemm_f32_sha
   const bool a_is_rows = !s.trans_a || !a_rows.empty() || m == 1;
   const int64_t a_rs = a_is_rows ? s.k : 1;
   const int64_t a_cs = a_is_rows ? 1 : m;
-  const int64_t chunk = s.trans_b ? 64 : 256;
+  // Chunks are per-column independent, so their width never changes results. The
+  // axpy form wants long rows of B per task (DRAM pages, prefetch): up to 1024.
+  const int64_t wide = std::clamp<int64_t>(ceil_div(ceil_div(s.n, 2 * num_threads()), 32) * 32, 256, 1024);
+  const int64_t chunk = s.trans_b ? 64 : wide;
   const int64_t n_chunks = ceil_div(s.n, chunk);
   run_tasks(parallel, s.batch * n_chunks, [&](int64_t t) {
     const int64_t bi = t / n_chunks;
@@ -266,7 +272,8 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
   constexpr double k_parallel_flops = 1 << 21;  // ~20-40 us of one core
   const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
 
-  if (kern.mr == 6 && s.m <= detail::k_small_m) {  // AVX2 build: unpacked GEMV-like path
+  static const bool small_m_path = active_simd() == simd_level::avx2_fma;
+  if (small_m_path && s.m <= detail::k_small_m) {
     gemm_small_m(out, a, b, s, pool && flops * s.batch >= k_parallel_flops);
     return;
   }

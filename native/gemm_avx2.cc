@@ -1,4 +1,5 @@
-// gemm_avx2: the 6x16 AVX2+FMA micro-kernel of gemm_f32 (driver in gemm.cc).
+// gemm_avx2: AVX2+FMA kernels of gemm_f32 (driver in gemm.cc): the 6x16 micro-kernel
+// and the unpacked small-M path.
 //
 // Register block: 6 rows x 16 cols = 12 ymm accumulators, 2 ymm for the B row,
 // 1 for the broadcast A element (15 of 16 ymm). Per k step: 2 B loads, 6
@@ -7,6 +8,10 @@
 // both streamed linearly (B sliver = 16 KB at kc=256 stays in L1).
 // Edge tiles run the same arithmetic into a stack tile and copy the valid part,
 // so an element's value never depends on where the tile boundary falls.
+// Small-M path (m <= 4, decode GEMV): no packing. transB: R x C tiles of dot
+// products along K (8 accumulators for m = 1, one hsum each at the end), K tail by
+// masked loads. Else: c rows += A(r, p) * B row p, four B rows per pass so each
+// 32-wide output tile is loaded/stored once per 4 rows of B; both stream B once.
 // Compiled with the target attribute only: the file builds on baseline x86-64
 // and is called only after cpu_features reports avx2+fma.
 #include "gemm.h"
@@ -30,7 +35,12 @@ __attribute__((target("avx2,fma"))) void kernel_6x16(int64_t kc, const float* ap
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
 
-  for (int i = 0; i < m_valid; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+  // The C tile is read (accumulate) and written only after the k loop: fetch both
+  // cache lines of each 64-byte row now (rows are rarely 64-byte aligned).
+  for (int i = 0; i < m_valid; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
+  }
 
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {

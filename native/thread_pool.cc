@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -69,8 +70,8 @@ class pool {
   void run(job& j) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      j.max_helpers = target_ - 1;
       spawn_locked(target_ - 1);
+      j.max_helpers = std::min(target_ - 1, n_workers_);
       if (j.max_helpers > 0) jobs_.push_back(&j);
     }
     if (j.max_helpers > 0) work_cv_.notify_all();
@@ -82,9 +83,13 @@ class pool {
 
  private:
   void spawn_locked(int wanted) {
-    while (n_workers_ < wanted) {
-      std::thread([this] { worker_loop(); }).detach();  // lives until process exit
-      ++n_workers_;
+    try {
+      while (n_workers_ < wanted) {
+        std::thread([this] { worker_loop(); }).detach();  // lives until process exit
+        ++n_workers_;
+      }
+    } catch (const std::system_error&) {
+      // Out of threads: run with the workers we have (the caller always makes progress).
     }
   }
 
