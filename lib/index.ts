@@ -29,6 +29,7 @@ export type { QuantizeOptions } from './ops/quant';
 export { sparse, spmm, spmmAsync, SparseTensor } from './ops/sparse';
 export type { SparseFormat } from './ops/sparse';
 export { setNumThreads } from './threads';
+export * from './profile';
 
 function safely(f: () => void): void {
   try {
