@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 namespace tessera {
 
@@ -40,6 +41,16 @@ struct attention_kernels {
   void (*pv)(float* o, int64_t dv, const float* p, int64_t ld_p, int rows, const float* v,
              int keys, const float* alpha);
 };
+
+// A row that met a NaN score: P, running max/sum and the rescale factor all become NaN, so the
+// output row is NaN as in PyTorch (instead of the NaN being dropped by max()).
+inline void mark_row_nan(float* row, int n, float& m, float& l, float& alpha) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int j = 0; j < n; ++j) row[j] = nan;
+  m = nan;
+  l = nan;
+  alpha = nan;
+}
 
 attention_kernels attention_kernels_avx2();  // {nullptr...} when not built for x86-64
 

@@ -14,6 +14,8 @@
 // cpu_features reports avx2+fma.
 #include "attention.h"
 
+#include <cmath>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -147,7 +149,16 @@ __attribute__((target("avx2,fma"))) void softmax_avx2(float* s, int64_t ld_s, in
     float* row = s + i * ld_s;
     for (int j = keys; j < width; ++j) row[j] = neg_inf;
     __m256 vmax = _mm256_set1_ps(neg_inf);
-    for (int j = 0; j < width; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row + j));
+    __m256 vnan = _mm256_setzero_ps();
+    for (int j = 0; j < width; j += 8) {
+      const __m256 x = _mm256_loadu_ps(row + j);
+      vmax = _mm256_max_ps(vmax, x);  // maxps drops NaN operands: track them separately
+      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
+    if (std::isnan(m[i]) || _mm256_movemask_ps(vnan) != 0) {  // NaN poisons the row, as in PyTorch
+      mark_row_nan(row, width, m[i], l[i], alpha[i]);
+      continue;
+    }
     const float m_new = std::max(m[i], hmax(vmax));
     if (m_new == neg_inf) {
       alpha[i] = 1.0f;

@@ -26,6 +26,12 @@
 // Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc), 4x8 portable C++ (below, which
 // GCC vectorizes with baseline SSE2).
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
+// Roofline: AVX2 FMA peak is 32 flop/cycle/core; the 6x16 kernel alone reaches
+// ~100 GFLOP/s/core in L1 on Zen3 (~3.2 GHz), i.e. near peak. matmulF32 square,
+// 2 threads, best of runs: Zen3 EPYC VM (shared, noisy) 512: 131, 1024: 151,
+// 2048: 157 GFLOP/s; idle Xeon VM pinned to 2 cores: 138 / 137 / 117 (1 thread:
+// 75 / 75 / 73). Generic path, 2 threads: ~30-50 GFLOP/s. M = 1 (4096 x 4096):
+// ~1.4 ms, i.e. ~45 GB/s of B, memory bound.
 #include "gemm.h"
 
 #include <algorithm>
