@@ -29,6 +29,9 @@ export type { QuantizeOptions } from './ops/quant';
 export { sparse, spmm, spmmAsync, SparseTensor } from './ops/sparse';
 export type { SparseFormat } from './ops/sparse';
 export { setNumThreads } from './threads';
+export * from './models';
+export { loadTokenizer, Tokenizer } from './io/tokenizer';
+export { SafetensorsFile, Checkpoint, loadSafetensors, saveSafetensors } from './io/safetensors';
 export * from './profile';
 
 function safely(f: () => void): void {

@@ -1,0 +1,289 @@
+/**
+ * The Llama decoder and the families that share it: Llama 1-3 (GQA, llama3 rope scaling, optional
+ * attention/MLP biases), Mistral and Qwen2 (q/k/v biases).
+ *
+ * Per layer, on the residual stream x [1, S, hidden] (float32):
+ *   h = rmsNorm(x) · input_layernorm
+ *   q, k, v = h Wqᵀ (+bq), h Wkᵀ (+bk), h Wvᵀ (+bv) -> [1, H, S, D] (q: Hq heads, k/v: Hkv heads),
+ *            computed as one GEMM with the three weights concatenated at load (same for gate/up below)
+ *   q, k = rope(q, k) at absolute positions past .. past + S - 1 (rotate-half, HF convention)
+ *   k, v appended to the KV cache; attention(q, k_all, v_all, causal, kvOffset = past)
+ *   x += (attn [1, S, Hq·D]) Woᵀ (+bo)
+ *   h = rmsNorm(x) · post_attention_layernorm;  x += (silu(h Wgᵀ) * h Wuᵀ) Wdᵀ
+ * then logits = rmsNorm(x) · norm  @ lm_headᵀ (the embedding when tied).
+ *
+ * Weights stay in the checkpoint's float dtype (or the loader's dtype, or quantized after fusing: per output
+ * channel scales make that identical to quantizing each projection alone); activations are
+ * float32 throughout (bf16/f16 weights are widened by the kernels), so a bf16 checkpoint computes what
+ * PyTorch computes for the same weights cast to float32. Every intermediate is disposed as soon as it is
+ * used, so memory() stays flat across decode steps.
+ */
+import { tensor, zeros } from '../creation';
+import { TesseraError } from '../errors';
+import { add, mul, silu } from '../ops/elementwise';
+import { attention, linear } from '../ops/linalg';
+import { cat, embedding, rmsNorm, rope } from '../ops/nn';
+import { QuantizedTensor, qmatmul, quantize } from '../ops/quant';
+import { Tensor } from '../tensor';
+import { Architecture, BuildOptions, Decoder, Weight, WeightSpec, registerArchitecture } from './architectures';
+import { ModelConfig, ropeInvFreqFor } from './config';
+import { KVCache } from './kvcache';
+
+export interface LlamaFamilyOptions {
+  /** q/k/v projections have biases */
+  qkvBias(cfg: ModelConfig): boolean;
+  /** o_proj has a bias */
+  oBias(cfg: ModelConfig): boolean;
+  /** gate/up/down projections have biases */
+  mlpBias(cfg: ModelConfig): boolean;
+}
+
+/** Collects tensors made inside one step and disposes them together. */
+class Scope {
+  private readonly ts: Tensor[] = [];
+  t<T extends Tensor>(x: T): T {
+    this.ts.push(x);
+    return x;
+  }
+  dispose(): void {
+    for (const x of this.ts) x.dispose();
+    this.ts.length = 0;
+  }
+}
+
+interface Linear {
+  w: Weight;
+  b: Tensor | null;
+  /** output features */
+  n: number;
+}
+
+function applyLinear(x: Tensor, l: Linear): Tensor {
+  if (l.w instanceof QuantizedTensor) {
+    const y = qmatmul(x, l.w);
+    if (!l.b) return y;
+    const out = add(y, l.b);
+    y.dispose();
+    return out;
+  }
+  return linear(x, l.w, l.b);
+}
+
+function weightBytes(w: Weight): number {
+  if (w instanceof QuantizedTensor) return w.values._s.bytes + w.scales._s.bytes + (w.zeros?._s.bytes ?? 0);
+  return w._s.bytes;
+}
+
+interface Layer {
+  inNorm: Tensor;
+  postNorm: Tensor;
+  /** q, k and v projections fused along the output dim: one GEMM instead of three */
+  qkv: Linear;
+  o: Linear;
+  /** gate and up projections fused */
+  gateUp: Linear;
+  down: Linear;
+}
+
+export class LlamaDecoder implements Decoder {
+  private readonly cfg: ModelConfig;
+  private readonly embed: Tensor;
+  private readonly lmHead: Tensor;
+  private readonly norm: Tensor;
+  private readonly layers: Layer[];
+  private readonly invFreq: Float64Array;
+  private readonly owned: Weight[] = [];
+
+  /** Takes ownership of the float weights; fuses q/k/v and gate/up, then quantizes Linears on request. */
+  constructor(cfg: ModelConfig, w: Map<string, Tensor>, options: BuildOptions = {}) {
+    this.cfg = cfg;
+    const take = (n: string): Tensor => {
+      const t = w.get(n);
+      if (!t) throw new TesseraError('E_IO', 'loadModel', `internal: weight ${n} was not loaded`);
+      return t;
+    };
+    const own = <T extends Weight>(t: T): T => {
+      this.owned.push(t);
+      return t;
+    };
+    const fused = (names: string[]): Linear => {
+      const ws = names.map((n) => take(`${n}.weight`));
+      const bs = names.map((n) => w.get(`${n}.bias`) ?? null);
+      let wt = ws.length === 1 ? ws[0] : cat(ws, 0);
+      let b: Tensor | null = null;
+      if (bs.some((x) => x)) {
+        const parts = bs.map((x, i) => x ?? zeros([ws[i].shape[0]]));
+        b = parts.length === 1 ? parts[0] : cat(parts, 0);
+        if (parts.length > 1) parts.forEach((x) => x.dispose());
+      }
+      if (ws.length > 1) ws.forEach((x) => x.dispose());
+      const n = wt.shape[0];
+      if (options.quantize) {
+        const tr = wt.transpose();
+        const q = quantize(tr, { dtype: options.quantize });
+        tr.dispose();
+        wt.dispose();
+        return { w: own(q), b: b && own(b), n };
+      }
+      wt = own(wt);
+      return { w: wt, b: b && own(b), n };
+    };
+    this.embed = own(take('model.embed_tokens.weight'));
+    this.norm = own(take('model.norm.weight'));
+    this.lmHead = cfg.tieWordEmbeddings || !w.has('lm_head.weight') ? this.embed : own(take('lm_head.weight'));
+    this.layers = [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      this.layers.push({
+        inNorm: own(take(`${p}.input_layernorm.weight`)),
+        postNorm: own(take(`${p}.post_attention_layernorm.weight`)),
+        qkv: fused([`${p}.self_attn.q_proj`, `${p}.self_attn.k_proj`, `${p}.self_attn.v_proj`]),
+        o: fused([`${p}.self_attn.o_proj`]),
+        gateUp: fused([`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`]),
+        down: fused([`${p}.mlp.down_proj`]),
+      });
+    }
+    this.invFreq = ropeInvFreqFor(cfg.rope, cfg.headDim);
+  }
+
+  weightBytes(): number {
+    return this.owned.reduce((n, t) => n + weightBytes(t), 0);
+  }
+
+  forward(ids: Int32Array, cache: KVCache | null, lastOnly: boolean): Tensor {
+    const { numHeads: Hq, numKvHeads: Hkv, headDim: D, intermediateSize: I, rmsNormEps: eps } = this.cfg;
+    const S = ids.length;
+    const past = cache ? cache.length : 0;
+    if (cache && !cache.fits(S)) {
+      throw new TesseraError('E_ARG', 'forward', `the KV cache holds ${cache.length} of ${cache.maxLen} tokens; ${S} more do not fit`);
+    }
+    const ropeOpts = { offset: past, invFreq: this.invFreq };
+    const idT = tensor(ids, { dtype: 'int32', shape: [1, S] });
+    let x = embedding(idT, this.embed);
+    idT.dispose();
+    if (x.dtype !== 'float32') {
+      const f = x.to('float32');
+      x.dispose();
+      x = f;
+    }
+    const sc = new Scope();
+    try {
+      for (let li = 0; li < this.layers.length; li++) {
+        const L = this.layers[li];
+        const h = sc.t(rmsNorm(x, L.inNorm, eps));
+        // [1, S, (Hq + 2 Hkv) D] viewed as [1, S, Hq + 2 Hkv, D]; q, k, v are head ranges of it
+        const qkv = sc.t(sc.t(applyLinear(h, L.qkv)).reshape(1, S, Hq + 2 * Hkv, D));
+        const heads = (from: number, n: number) => sc.t(sc.t(qkv.slice(2, from, from + n)).transpose(1, 2));
+        const q = sc.t(rope(heads(0, Hq), ropeOpts));
+        const k = sc.t(rope(heads(Hq, Hkv), ropeOpts));
+        const v = heads(Hq + Hkv, Hkv);
+        let kAll = k;
+        let vAll = v;
+        if (cache) {
+          cache.write(li, k, v);
+          const kv = cache.view(li, past + S);
+          kAll = sc.t(kv.k);
+          vAll = sc.t(kv.v);
+        }
+        const a = sc.t(attention(q, kAll, vAll, { causal: true, kvOffset: past }));
+        const merged = sc.t(sc.t(a.transpose(1, 2)).reshape(1, S, Hq * D));
+        const o = sc.t(applyLinear(merged, L.o));
+        const x1 = add(x, o);
+        x.dispose();
+        x = x1;
+        const h2 = sc.t(rmsNorm(x, L.postNorm, eps));
+        const gu = sc.t(applyLinear(h2, L.gateUp));
+        const g = sc.t(gu.slice(2, 0, I));
+        const u = sc.t(gu.slice(2, I, 2 * I));
+        const m = sc.t(mul(sc.t(silu(g)), u));
+        const d = sc.t(applyLinear(m, L.down));
+        const x2 = add(x, d);
+        x.dispose();
+        x = x2;
+        sc.dispose();
+      }
+      if (cache) cache.advance(S);
+      const last = lastOnly && S > 1 ? sc.t(x.slice(1, S - 1, S)) : x;
+      const hn = sc.t(rmsNorm(last, this.norm, eps));
+      const logits = linear(hn, this.lmHead);
+      if (logits.dtype === 'float32') return logits;
+      const f = logits.to('float32');
+      logits.dispose();
+      return f;
+    } finally {
+      sc.dispose();
+      x.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const w of this.owned) w.dispose();
+    this.owned.length = 0;
+  }
+}
+
+/** Weight list of the Llama layout for cfg, with the family's biases. */
+export function llamaWeights(cfg: ModelConfig, o: LlamaFamilyOptions): WeightSpec[] {
+  const { hiddenSize: H, intermediateSize: I, numHeads: Hq, numKvHeads: Hkv, headDim: D, vocabSize: V } = cfg;
+  const specs: WeightSpec[] = [
+    { name: 'model.embed_tokens.weight', shape: [V, H], role: 'embedding', from: 'vocab_size, hidden_size' },
+  ];
+  const lin = (name: string, out: number, inp: number, from: string, bias: boolean) => {
+    specs.push({ name: `${name}.weight`, shape: [out, inp], role: 'linear', from });
+    if (bias) specs.push({ name: `${name}.bias`, shape: [out], role: 'bias', from });
+  };
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    specs.push({ name: `${p}.input_layernorm.weight`, shape: [H], role: 'norm', from: 'hidden_size' });
+    lin(`${p}.self_attn.q_proj`, Hq * D, H, 'num_attention_heads x head_dim, hidden_size', o.qkvBias(cfg));
+    lin(`${p}.self_attn.k_proj`, Hkv * D, H, 'num_key_value_heads x head_dim, hidden_size', o.qkvBias(cfg));
+    lin(`${p}.self_attn.v_proj`, Hkv * D, H, 'num_key_value_heads x head_dim, hidden_size', o.qkvBias(cfg));
+    lin(`${p}.self_attn.o_proj`, H, Hq * D, 'hidden_size, num_attention_heads x head_dim', o.oBias(cfg));
+    specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [H], role: 'norm', from: 'hidden_size' });
+    lin(`${p}.mlp.gate_proj`, I, H, 'intermediate_size, hidden_size', o.mlpBias(cfg));
+    lin(`${p}.mlp.up_proj`, I, H, 'intermediate_size, hidden_size', o.mlpBias(cfg));
+    lin(`${p}.mlp.down_proj`, H, I, 'hidden_size, intermediate_size', o.mlpBias(cfg));
+  }
+  specs.push({ name: 'model.norm.weight', shape: [H], role: 'norm', from: 'hidden_size' });
+  if (!cfg.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [V, H], role: 'lmHead', from: 'vocab_size, hidden_size' });
+  return specs;
+}
+
+function checkAct(cfg: ModelConfig): void {
+  if (cfg.hiddenAct !== 'silu' && cfg.hiddenAct !== 'swish') {
+    throw new TesseraError('E_ARG', 'loadModel', `config.json: hidden_act '${cfg.hiddenAct}' is not supported by the ${cfg.architecture} decoder (silu only)`);
+  }
+}
+
+/** An Architecture entry for a Llama-layout family. */
+export function llamaFamily(name: string, architectures: string[], modelTypes: string[], o: LlamaFamilyOptions, extra: Partial<Architecture> = {}): Architecture {
+  return {
+    name,
+    architectures,
+    modelTypes,
+    check: checkAct,
+    weights: (cfg) => llamaWeights(cfg, o),
+    build: (cfg, w, opts) => new LlamaDecoder(cfg, w, opts),
+    ...extra,
+  };
+}
+
+const flag = (key: string) => (cfg: ModelConfig) => cfg.raw[key] === true;
+const never = () => false;
+
+registerArchitecture(llamaFamily('llama', ['LlamaForCausalLM'], ['llama'], { qkvBias: flag('attention_bias'), oBias: flag('attention_bias'), mlpBias: flag('mlp_bias') }));
+
+// Mistral: Llama's layout; a sliding window (when set) limits attention, so sequences are capped at it.
+const slidingWindow = (cfg: ModelConfig) => (typeof cfg.raw.sliding_window === 'number' && cfg.raw.sliding_window > 0 ? cfg.raw.sliding_window : Infinity);
+registerArchitecture(
+  llamaFamily('mistral', ['MistralForCausalLM'], ['mistral'], { qkvBias: never, oBias: never, mlpBias: never }, {
+    maxLength: (cfg) => Math.min(cfg.maxPositionEmbeddings, slidingWindow(cfg)),
+  }),
+);
+
+// Qwen2: biases on q/k/v only; sliding-window layers are only used when use_sliding_window is set.
+registerArchitecture(
+  llamaFamily('qwen2', ['Qwen2ForCausalLM'], ['qwen2'], { qkvBias: () => true, oBias: never, mlpBias: never }, {
+    maxLength: (cfg) => Math.min(cfg.maxPositionEmbeddings, cfg.raw.use_sliding_window === true ? slidingWindow(cfg) : Infinity),
+  }),
+);
