@@ -11,6 +11,8 @@
 //   memcpyDtoHAsync(typedArray, handle, srcByteOffset) -> Promise<typedArray>
 //   synchronize(), memInfo() -> {free, total}
 //   addF32(a, b, out, n), fillF32(buf, value, n)
+//   emptyCache, allocatorStats, resetPeakStats and the tensor kernels: see ops_addon.cc
+//   attention(q, k, v, out, params), attentionUnsupported(params), attentionTime(...)   (see below)
 // Errors carry `code` from lib/errors.ts: E_TYPE (TypeError), E_ARG (RangeError), E_DISPOSED (freed
 // handle), E_DETACHED, E_OOM (message starts "CUDA out of memory"), E_BACKEND (no device), E_NATIVE.
 //
@@ -22,10 +24,13 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "attention.cuh"
 #include "device.cuh"
 #include "elementwise.cuh"
 #include "memory.cuh"
+#include "ops_addon.h"
 
 namespace tc = tessera_cuda;
 
@@ -152,6 +157,12 @@ HostView arg_view(const Napi::CallbackInfo& info, size_t i, const char* fn, cons
 void finalize_buffer(Napi::Env, tc::DeviceBuffer* buf) {
   if (!buf->freed) tc::buffer_free(buf);  // GC backstop: nowhere to report a failure
   delete buf;
+}
+
+// For ops_addon.cc: the buffer behind one of our handles, or nullptr for any other value.
+tc::DeviceBuffer* unwrap_buffer(const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::External<tc::DeviceBuffer>>().CheckTypeTag(&kBufferTag)) return nullptr;
+  return v.As<Napi::External<tc::DeviceBuffer>>().Data();
 }
 
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
@@ -327,6 +338,97 @@ Napi::Value FillF32(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- attention (cuda/attention.cuh) ----
+// attention(q, k, v, out, params) -> the variant that ran; attentionUnsupported(params) -> '' or why not; attentionTime(q, k, v, out, params, iters, warmup)
+//   -> {variant, ms: number[]}. params: {dtype: 'float16'|'bfloat16', B, Hq, Hkv, Sq, Sk, D, Dv, causal,
+//   scale, kvOffset, qOffset, kOffset, vOffset, outOffset (elements), variant: 'auto'|'mma'|'decode'|'sm90'|'sm90pp'|'sm90s3'|'sm90w3'}
+
+int64_t attn_int(const Napi::Object& o, const char* key, const char* fn, bool allow_negative = false) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_type(o.Env(), std::string(fn) + ": params." + key + " must be a number, got " + type_name(v));
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > kMaxSafeInteger || (!allow_negative && d < 0)) {
+    throw_range(o.Env(), std::string(fn) + ": params." + key + " must be a " + (allow_negative ? "" : "non-negative ") +
+                             "integer, got " + v.ToString().Utf8Value());
+  }
+  return static_cast<int64_t>(d);
+}
+
+tc::AttnShape attn_params(const Napi::CallbackInfo& info, size_t i, const char* fn, tc::AttnVariant* variant) {
+  if (!info[i].IsObject()) throw_type(info.Env(), std::string(fn) + ": params must be an object, got " + type_name(info[i]));
+  const Napi::Object o = info[i].As<Napi::Object>();
+  tc::AttnShape s;
+  const std::string dt = o.Get("dtype").ToString().Utf8Value();
+  if (dt == "bfloat16") s.dtype = tc::AttnDtype::bfloat16;
+  else if (dt == "float16") s.dtype = tc::AttnDtype::float16;
+  else throw_range(info.Env(), std::string(fn) + ": params.dtype must be 'float16' or 'bfloat16', got " + dt);
+  s.B = attn_int(o, "B", fn), s.Hq = attn_int(o, "Hq", fn), s.Hkv = attn_int(o, "Hkv", fn);
+  s.Sq = attn_int(o, "Sq", fn), s.Sk = attn_int(o, "Sk", fn), s.D = attn_int(o, "D", fn), s.Dv = attn_int(o, "Dv", fn);
+  for (int64_t d : {s.B, s.Hq, s.Hkv, s.Sq, s.Sk, s.D, s.Dv}) {
+    if (d > (int64_t(1) << 31)) throw_range(info.Env(), std::string(fn) + ": a dimension exceeds 2^31");
+  }
+  s.kv_offset = attn_int(o, "kvOffset", fn, /*allow_negative=*/true);
+  s.q_off = attn_int(o, "qOffset", fn), s.k_off = attn_int(o, "kOffset", fn);
+  s.v_off = attn_int(o, "vOffset", fn), s.o_off = attn_int(o, "outOffset", fn);
+  const Napi::Value causal = o.Get("causal"), scale = o.Get("scale");
+  if (!causal.IsBoolean()) throw_type(info.Env(), std::string(fn) + ": params.causal must be a boolean");
+  if (!scale.IsNumber()) throw_type(info.Env(), std::string(fn) + ": params.scale must be a number");
+  s.causal = causal.As<Napi::Boolean>().Value();
+  s.scale = static_cast<float>(scale.As<Napi::Number>().DoubleValue());
+  const Napi::Value var = o.Get("variant");
+  const std::string vs = var.IsUndefined() ? "auto" : var.ToString().Utf8Value();
+  if (vs == "auto") *variant = tc::AttnVariant::automatic;
+  else if (vs == "mma") *variant = tc::AttnVariant::mma;
+  else if (vs == "decode") *variant = tc::AttnVariant::decode;
+  else if (vs == "sm90") *variant = tc::AttnVariant::sm90;
+  else if (vs == "sm90pp") *variant = tc::AttnVariant::sm90pp;
+  else if (vs == "sm90s3") *variant = tc::AttnVariant::sm90s3;
+  else if (vs == "sm90w3") *variant = tc::AttnVariant::sm90w3;
+  else throw_range(info.Env(), std::string(fn) + ": params.variant must be auto, mma, decode or sm90[pp|s3|w3], got " + vs);
+  return s;
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  expect_args(info, 5, "attention");
+  const tc::DeviceBuffer* q = arg_buffer(info, 0, "attention", "q");
+  const tc::DeviceBuffer* k = arg_buffer(info, 1, "attention", "k");
+  const tc::DeviceBuffer* v = arg_buffer(info, 2, "attention", "v");
+  tc::DeviceBuffer* out = arg_buffer(info, 3, "attention", "out");
+  tc::AttnVariant variant;
+  const tc::AttnShape s = attn_params(info, 4, "attention", &variant);
+  tc::AttnVariant ran = variant;
+  check(info.Env(), tc::attention_forward(out, *q, *k, *v, s, variant, &ran));
+  return Napi::String::New(info.Env(), tc::attention_variant_name(ran));
+}
+
+Napi::Value AttentionUnsupported(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "attentionUnsupported");
+  tc::AttnVariant variant;
+  const tc::AttnShape s = attn_params(info, 0, "attentionUnsupported", &variant);
+  return Napi::String::New(info.Env(), tc::attention_unsupported(s, variant));
+}
+
+Napi::Value AttentionTime(const Napi::CallbackInfo& info) {
+  expect_args(info, 7, "attentionTime");
+  const tc::DeviceBuffer* q = arg_buffer(info, 0, "attentionTime", "q");
+  const tc::DeviceBuffer* k = arg_buffer(info, 1, "attentionTime", "k");
+  const tc::DeviceBuffer* v = arg_buffer(info, 2, "attentionTime", "v");
+  tc::DeviceBuffer* out = arg_buffer(info, 3, "attentionTime", "out");
+  tc::AttnVariant variant, ran;
+  const tc::AttnShape s = attn_params(info, 4, "attentionTime", &variant);
+  const size_t iters = arg_size(info, 5, "attentionTime", "iters"), warmup = arg_size(info, 6, "attentionTime", "warmup");
+  if (iters < 1 || iters > 10000 || warmup > 10000) throw_range(info.Env(), "attentionTime: iters must be 1..10000, warmup <= 10000");
+  std::vector<float> ms(iters);
+  check(info.Env(), tc::attention_time(ms.data(), int(iters), int(warmup), &ran, out, *q, *k, *v, s, variant));
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("variant", Napi::String::New(info.Env(), tc::attention_variant_name(ran)));
+  Napi::Array arr = Napi::Array::New(info.Env(), iters);
+  for (size_t i = 0; i < iters; ++i) arr.Set(uint32_t(i), Napi::Number::New(info.Env(), ms[i]));
+  r.Set("ms", arr);
+  return r;
+}
+// ---- end attention ----
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("malloc", Napi::Function::New(env, Malloc, "malloc"));
@@ -339,6 +441,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memInfo", Napi::Function::New(env, MemInfo, "memInfo"));
   exports.Set("addF32", Napi::Function::New(env, AddF32, "addF32"));
   exports.Set("fillF32", Napi::Function::New(env, FillF32, "fillF32"));
+  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("attentionUnsupported", Napi::Function::New(env, AttentionUnsupported, "attentionUnsupported"));
+  exports.Set("attentionTime", Napi::Function::New(env, AttentionTime, "attentionTime"));
+  tc::register_ops(env, exports, unwrap_buffer);
   return exports;
 }
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # scripts/cuda.sh: driver for the CUDA addon on a GPU machine (which has nvcc and cmake but no npm).
 #
-#   scripts/cuda.sh pack                 HERE, before a device call: packs tape and its dependencies into
+#   scripts/cuda.sh pack                 HERE, before a device call: packs tape (+ deps) and node-gyp-build into
 #                                        .device/test-modules.tar.xz (run ../shared/device/prep.sh first)
 #   scripts/cuda.sh test     [OUTDIR]    build the addon with plain cmake, run test/cuda-smoke.test.js
 #   scripts/cuda.sh memcheck [OUTDIR]    the same test under compute-sanitizer --tool memcheck
 #   scripts/cuda.sh bench    [OUTDIR]    build, then run each benchmark/cuda/*.js with OUTDIR as argument
+#   scripts/cuda.sh attention [OUTDIR]   flash attention in one go: build (or take an existing
+#                                        $TESSERA_CUDA_ADDON), SASS check, test/cuda-attention.test.js (float64 +
+#                                        torch SDPA), memcheck on its small shapes, benchmark/cuda/attention.js
 #
 # OUTDIR (default ./cuda-out) receives build-<mode>.log, env.txt and one log per run. dist/ (compiled TS) must
 # be there: run `npm run build:ts` here and carry dist. A device call looks like
@@ -25,14 +28,16 @@ pack() {
   # tape's dependency closure, as node resolves it (nested node_modules included).
   node -e '
     const path = require("path"), seen = new Set();
-    (function walk(name, from) {
+    function walk(name, from) {
       let pj;
       try { pj = require.resolve(name + "/package.json", { paths: [from] }); } catch { return; }
       const dir = path.dirname(pj);
       if (seen.has(dir)) return;
       seen.add(dir);
       for (const dep of Object.keys(require(pj).dependencies || {})) walk(dep, dir);
-    })("tape", process.cwd());
+    }
+    walk("tape", process.cwd());
+    walk("node-gyp-build", process.cwd()); // the cpu addon loader, so the cpu backend runs there too
     for (const d of seen) console.log(path.relative(process.cwd(), d));
   ' | tar -cJf .device/test-modules.tar.xz --exclude='*.md' --exclude='*.ts' -T -
   echo "packed $(tar -tJf .device/test-modules.tar.xz | grep -c '/package.json$') packages into .device/test-modules.tar.xz ($(du -h .device/test-modules.tar.xz | cut -f1))"
@@ -81,7 +86,7 @@ run_test() {
   # the smoke test of the addon, then the library tests with the cuda backend live (the sweep runs every
   # op on cuda tensors against the js reference). The CPU addon comes from a carried build/ if present.
   node test/cuda-smoke.test.js > "$out/cuda-smoke.tap" 2>&1 || true
-  node test/run.js cuda-smoke sweep tensor errors async dtype 2>&1 | tee "$out/tests.log"
+  node test/run.js cuda-smoke cuda-backend sweep tensor errors async dtype 2>&1 | tee "$out/tests.log"
 }
 
 run_memcheck() {
@@ -107,10 +112,35 @@ run_bench() {
   done
 }
 
+run_attention() {
+  local addon="$TESSERA_CUDA_ADDON"
+  echo "== SASS of the attention kernels (sm_90a)"
+  if command -v cuobjdump >/dev/null; then
+    cuobjdump -sass "$addon" 2>/dev/null | awk '/Function :/ {f = $3} f ~ /attn_sm90/ {print}' |
+      grep -oE 'HGMMA\.[0-9A-Zx.]*|UTMALDG\.[0-9A-Z.]*|UTMASTG\.[0-9A-Z.]*|USETMAXREG[.A-Z0-9]*|MUFU\.EX2|SYNCS\.[A-Z.]*' |
+      sort | uniq -c | tee "$out/attention-sass.txt"
+  fi
+  echo "== test/cuda-attention.test.js"
+  local rc=0
+  # time limits: a kernel that deadlocks must not eat the whole device call
+  ATTN_OUT="$out" timeout "${ATTN_TEST_S:-300}" node test/cuda-attention.test.js > "$out/attention-test.tap" 2>&1 || rc=$?
+  grep -E '^(not ok|# )' "$out/attention-test.tap" | grep -v '^# cuda attention' | head -150
+  echo "attention test exit $rc"
+  if [ "$rc" -eq 124 ]; then tail -5 "$out/attention-test.tap"; echo "timed out: skipping memcheck and benchmark"; return 1; fi
+  echo "== memcheck (small shapes)"
+  local mrc=0
+  ATTN_QUICK=1 timeout "${ATTN_MEMCHECK_S:-180}" compute-sanitizer --tool memcheck node test/cuda-attention.test.js > "$out/attention-memcheck.log" 2>&1 || mrc=$?
+  grep -E '^(# (pass|fail|tests)|not ok)|ERROR SUMMARY' "$out/attention-memcheck.log" | head -20
+  echo "memcheck exit $mrc"
+  echo "== benchmark"
+  timeout "${ATTN_BENCH_S:-240}" node benchmark/cuda/attention.js "$out" 2>&1 | tee "$out/attention-bench.log"
+}
+
 case "$mode" in
   pack) pack ;;
   test) setup; build; run_test ;;
   memcheck) setup; build; run_memcheck ;;
   bench) setup; build; run_bench ;;
-  *) die "usage: scripts/cuda.sh pack | test|memcheck|bench [OUTDIR]" ;;
+  attention) setup; if [ -f "${TESSERA_CUDA_ADDON:-}" ]; then echo "using $TESSERA_CUDA_ADDON"; else build; fi; run_attention ;;
+  *) die "usage: scripts/cuda.sh pack | test|memcheck|bench|attention [OUTDIR]" ;;
 esac

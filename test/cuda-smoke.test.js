@@ -292,6 +292,7 @@ if (!cuda) {
         await tick();
       }
       cuda.synchronize();
+      cuda.emptyCache(); // freed blocks go to the caching allocator; hand them back to the device to measure
     };
     await settle();
     const before = cuda.memInfo().free;

@@ -30,7 +30,7 @@ const SHAPES = [
   { name: 'decode B4 Hq32 Hkv8 Sq8 Sk16384 D128 causal', B: 4, Hq: 32, Hkv: 8, Sq: 8, Sk: 16384, D: 128, causal: true, decode: true, iters: 100 },
 ].map((s) => ({ Hkv: s.Hq, Sk: s.Sq, causal: false, decode: false, iters: 30, ...s }));
 
-const VARIANTS = (process.env.ATTN_VARIANTS || 'auto,sm90,sm90pp,sm90s3,sm90n176,mma,decode').split(',');
+const VARIANTS = (process.env.ATTN_VARIANTS || 'auto,sm90s3,sm90w3,sm90pp,sm90,mma,decode').split(',');
 
 // Uniform values in [-2, 2) as bf16 bits from a xorshift generator: fast for 10^8 elements.
 let seed = 0x9e3779b9 ^ Date.now();
@@ -58,11 +58,54 @@ const rate = (s, ms) => (s.decode ? bytes(s) / (ms * 1e-3) / 1e9 : flops(s) / (m
 const info = cuda.deviceInfo().devices[0];
 const results = { device: info.name, date: new Date().toISOString(), shapes: [] };
 const ONLY = process.env.ATTN_ONLY ? new Set(process.env.ATTN_ONLY.split(',').map(Number)) : null; // shape indices (profiling)
-for (const [si, s] of SHAPES.entries()) {
-  if (ONLY && !ONLY.has(si)) continue;
+const picked = SHAPES.filter((_, i) => !ONLY || ONLY.has(i));
+
+// torch first (a subprocess; same shapes, same GPU, same run)
+let torchRes = null;
+if (process.env.ATTN_NO_TORCH !== '1') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-attn-bench-'));
+  fs.writeFileSync(path.join(dir, 'shapes.json'), JSON.stringify(picked));
+  const py = spawnSync('python3', [path.join(__dirname, 'attention_torch.py'), path.join(dir, 'shapes.json'), path.join(dir, 'torch.json')],
+    { encoding: 'utf8', stdio: ['ignore', 'inherit', 'pipe'] });
+  if (py.status === 0) {
+    torchRes = JSON.parse(fs.readFileSync(path.join(dir, 'torch.json'), 'utf8'));
+    results.torch = { version: torchRes.torch, device: torchRes.device, ceilings: torchRes.ceilings };
+  } else {
+    console.log(`torch benchmark failed (exit ${py.status}): ${(py.stderr || '').slice(-1000)}`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const fmt = (s, ms) => (ms === undefined ? '—' : `${rate(s, ms).toFixed(s.decode ? 0 : 1)} (${ms.toFixed(3)} ms)`);
+function report() {
+  const lines = [
+    `# Flash attention forward, bf16 — ${results.device}`,
+    '',
+    `${results.date}; torch ${torchRes ? torchRes.torch : 'n/a'}. Prefill: TFLOP/s (4·B·H·Sq·Sk·D, halved for causal); decode: GB/s of q+k+v read and out written.`,
+    `Medians of CUDA-event-timed launches, same run, random inputs. Ceilings measured in the run: ${torchRes ? `${torchRes.ceilings.matmul_bf16_TFLOPs.toFixed(0)} TFLOP/s bf16 matmul (8192³), ${torchRes.ceilings.copy_TBps.toFixed(2)} TB/s device copy` : 'n/a'}.`,
+    'Columns: tessera auto (what attention() picks) and each kernel variant (cuda/attention.cuh); torch SDPA with the flash and cuDNN backends forced.',
+    '',
+    `| shape | ${VARIANTS.map((v) => `tessera ${v}`).join(' | ')} | torch flash | torch cuDNN | torch other |`,
+    `|---|${VARIANTS.map(() => '---|').join('')}---|---|---|`,
+  ];
+  for (const s of results.shapes) {
+    const o = (v) => fmt(s, s.ours[v] && s.ours[v].ms);
+    const t = s.torch ? s.torch.times_ms : {};
+    const other = ['efficient', 'default'].filter((b) => t[b] !== undefined).map((b) => `${b} ${fmt(s, t[b])}`).join(', ') || '—';
+    lines.push(`| ${s.name} | ${VARIANTS.map(o).join(' | ')} | ${fmt(s, t.flash)} | ${fmt(s, t.cudnn)} | ${other} |`);
+  }
+  const md = lines.join('\n') + '\n';
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.writeFileSync(path.join(OUT, 'cuda-attention.json'), JSON.stringify(results, null, 1));
+  fs.writeFileSync(path.join(OUT, 'cuda-attention.md'), md);
+  return md;
+}
+
+for (const [si, s] of picked.entries()) {
   const q = upload(s.B * s.Hq * s.Sq * s.D), k = upload(s.B * s.Hkv * s.Sk * s.D), v = upload(s.B * s.Hkv * s.Sk * s.D);
   const out = cuda.malloc(s.B * s.Hq * s.Sq * s.D * 2);
-  const row = { ...s, ours: {} };
+  const row = { ...s, ours: {}, torch: torchRes ? torchRes.shapes[si] : undefined };
+  results.shapes.push(row);
   for (const variant of VARIANTS) {
     const p = { dtype: 'bfloat16', B: s.B, Hq: s.Hq, Hkv: s.Hkv, Sq: s.Sq, Sk: s.Sk, D: s.D, Dv: s.D, causal: s.causal,
       scale: 1 / Math.sqrt(s.D), kvOffset: s.Sk - s.Sq, qOffset: 0, kOffset: 0, vOffset: 0, outOffset: 0, variant };
@@ -72,47 +115,9 @@ for (const [si, s] of SHAPES.entries()) {
     const r = cuda.attentionTime(q, k, v, out, p, iters, 3);
     const ms = median(r.ms);
     row.ours[variant] = { kernel: r.variant, ms, spread: [Math.min(...r.ms), Math.max(...r.ms)] };
-    console.log(`ours  ${s.name.padEnd(44)} ${variant.padEnd(7)} ${r.variant.padEnd(36)} ${ms.toFixed(3)} ms  ${rate(s, ms).toFixed(1)} ${s.decode ? 'GB/s' : 'TFLOP/s'}`);
+    console.log(`ours  ${s.name.padEnd(44)} ${variant.padEnd(7)} ${r.variant.padEnd(44)} ${ms.toFixed(3)} ms  ${rate(s, ms).toFixed(1)} ${s.decode ? 'GB/s' : 'TFLOP/s'}`);
+    report(); // after every measurement: a kernel that hangs later loses nothing measured before it
   }
   [q, k, v, out].forEach((h) => cuda.free(h));
-  results.shapes.push(row);
 }
-
-if (process.env.ATTN_NO_TORCH === '1') process.exit(0);
-// torch, same run, same shapes
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-attn-bench-'));
-fs.writeFileSync(path.join(dir, 'shapes.json'), JSON.stringify(SHAPES));
-const py = spawnSync('python3', [path.join(__dirname, 'attention_torch.py'), path.join(dir, 'shapes.json'), path.join(dir, 'torch.json')],
-  { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
-let torchRes = null;
-if (py.status === 0) {
-  torchRes = JSON.parse(fs.readFileSync(path.join(dir, 'torch.json'), 'utf8'));
-  results.torch = { version: torchRes.torch, device: torchRes.device, ceilings: torchRes.ceilings };
-  torchRes.shapes.forEach((t, i) => { results.shapes[i].torch = t; });
-} else {
-  console.log(`torch benchmark failed (exit ${py.status})`);
-}
-fs.rmSync(dir, { recursive: true, force: true });
-
-// report
-const fmt = (s, ms) => (ms === undefined ? '—' : `${rate(s, ms).toFixed(s.decode ? 0 : 1)} (${ms.toFixed(3)} ms)`);
-const lines = [
-  `# Flash attention forward, bf16 — ${results.device}`,
-  '',
-  `${results.date}; torch ${torchRes ? torchRes.torch : 'n/a'}. Prefill: TFLOP/s (4·B·H·Sq·Sk·D, halved for causal); decode: GB/s of q+k+v read and out written.`,
-  `Medians of CUDA-event-timed launches, same run, random inputs. Ceilings measured in the run: ${torchRes ? `${torchRes.ceilings.matmul_bf16_TFLOPs.toFixed(0)} TFLOP/s bf16 matmul (8192³), ${torchRes.ceilings.copy_TBps.toFixed(2)} TB/s device copy` : 'n/a'}.`,
-  '',
-  `| shape | ${VARIANTS.map((v) => `tessera ${v}`).join(' | ')} | torch flash | torch cuDNN | torch other |`,
-  `|---|${VARIANTS.map(() => '---|').join('')}---|---|---|`,
-];
-for (const s of results.shapes) {
-  const o = (v) => fmt(s, s.ours[v] && s.ours[v].ms);
-  const t = s.torch ? s.torch.times_ms : {};
-  const other = ['efficient', 'default'].filter((b) => t[b] !== undefined).map((b) => `${b} ${fmt(s, t[b])}`).join(', ') || '—';
-  lines.push(`| ${s.name} | ${VARIANTS.map(o).join(' | ')} | ${fmt(s, t.flash)} | ${fmt(s, t.cudnn)} | ${other} |`);
-}
-const md = lines.join('\n') + '\n';
-fs.mkdirSync(OUT, { recursive: true });
-fs.writeFileSync(path.join(OUT, 'cuda-attention.json'), JSON.stringify(results, null, 1));
-fs.writeFileSync(path.join(OUT, 'cuda-attention.md'), md);
-console.log('\n' + md);
+console.log('\n' + report());

@@ -59,7 +59,7 @@ export interface CudaBinding {
   /** Never throws, also without a driver or GPU. */
   deviceInfo(): CudaDeviceInfo;
   malloc(bytes: number): CudaBuffer;
-  /** Frees now; using the handle afterwards (free included) throws E_DISPOSED. */
+  /** Returns the memory to the caching allocator (no device sync); using the handle afterwards (free included) throws E_DISPOSED. */
   free(handle: CudaBuffer): void;
   /** Copies all of `src` to the device at dstByteOffset; returns when the copy is complete. */
   memcpyHtoD(handle: CudaBuffer, dstByteOffset: number, src: HostArray): void;
@@ -76,6 +76,77 @@ export interface CudaBinding {
   addF32(a: CudaBuffer, b: CudaBuffer, out: CudaBuffer, n: number): void;
   /** buf[i] = Math.fround(value) for i < n. Queued, returns at once. */
   fillF32(buf: CudaBuffer, value: number, n: number): void;
+
+  // ---- caching allocator and tensor kernels (cuda/ops_addon.cc; callers in ops.ts)
+  /** Waits for the stream, then returns every cached (free) block to the device. */
+  emptyCache(): void;
+  allocatorStats(): CudaAllocatorStats;
+  /** peakAllocated/peakReserved := their current values. */
+  resetPeakStats(): void;
+  unary(op: string, out: CudaTensorRef, x: CudaTensorRef): void;
+  binary(op: string, out: CudaTensorRef, a: CudaTensorRef, b: CudaTensorRef): void;
+  where(out: CudaTensorRef, cond: CudaTensorRef, a: CudaTensorRef, b: CudaTensorRef): void;
+  /** out = x converted to out's dtype (bit copy for equal dtypes); both may be strided views of one shape. */
+  copyStrided(out: CudaTensorRef, x: CudaTensorRef): void;
+  triangle(out: CudaTensorRef, x: CudaTensorRef, diagonal: number, lower: boolean): void;
+  /** x's dims ordered [kept..., reduced...]; op sum|mean|max|min|argmax|argmin. */
+  reduce(op: string, out: CudaTensorRef, x: CudaTensorRef, nKept: number): void;
+  softmax(out: CudaTensorRef, x: CudaTensorRef, dim: number, log: boolean): void;
+  cumsum(out: CudaTensorRef, x: CudaTensorRef, dim: number): void;
+  rmsNorm(out: CudaTensorRef, x: CudaTensorRef, weight: CudaTensorRef | null, eps: number): void;
+  layerNorm(out: CudaTensorRef, x: CudaTensorRef, weight: CudaTensorRef | null, bias: CudaTensorRef | null, eps: number): void;
+  embedding(out: CudaTensorRef, ids: CudaTensorRef, table: CudaTensorRef): void;
+  rope(out: CudaTensorRef, x: CudaTensorRef, positions: Float64Array, invFreq: Float64Array, rotaryDim: number, interleaved: boolean): void;
+  /** a [...batch, M, K] @ b [...batch, K, N] (+ bias [N]) into dense out; a and b any strides. */
+  matmul(out: CudaTensorRef, a: CudaTensorRef, b: CudaTensorRef, bias: CudaTensorRef | null): void;
+  /** Fused flash attention (cuda/attention.cuh), queued on the stream; returns the kernel variant that runs. */
+  attention(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, params: CudaAttentionParams): string;
+  /** '' when attention() takes these params on this device, else the reason it does not. */
+  attentionUnsupported(params: CudaAttentionParams): string;
+  /** Benchmarks attention(): milliseconds of each of `iters` launches (CUDA events) after `warmup` runs. */
+  attentionTime(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, params: CudaAttentionParams, iters: number, warmup: number): { variant: string; ms: number[] };
+}
+
+/** attention() arguments: [B, H, S, D] contiguous views at element offsets; see cuda/attention.cuh. */
+export interface CudaAttentionParams {
+  dtype: 'float16' | 'bfloat16';
+  B: number; Hq: number; Hkv: number; Sq: number; Sk: number; D: number; Dv: number;
+  causal: boolean;
+  scale: number;
+  kvOffset: number;
+  qOffset: number; kOffset: number; vOffset: number; outOffset: number;
+  /** kernel choice for tests and benchmarks (default 'auto') */
+  variant?: 'auto' | 'mma' | 'decode' | 'sm90' | 'sm90pp' | 'sm90s3' | 'sm90w3';
+}
+
+/**
+ * A tensor as the kernels see it: buffer, dtype code (ops.ts CUDA_DTYPE), element offset, shape and
+ * element strides (0 on broadcast dims). The addon checks that the view lies inside the buffer.
+ */
+export interface CudaTensorRef {
+  h: CudaBuffer;
+  dt: number;
+  off: number;
+  shape: readonly number[];
+  strides: readonly number[];
+}
+
+/** Caching allocator counters (bytes are size-class bytes: what the device holds for tessera). */
+export interface CudaAllocatorStats {
+  allocated: number;
+  cached: number;
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  requested: number;
+  liveBuffers: number;
+  cachedBlocks: number;
+  allocCalls: number;
+  cacheHits: number;
+  deviceMallocs: number;
+  deviceFrees: number;
+  oomRetries: number;
+  ooms: number;
 }
 
 const EXPORTS: readonly (keyof CudaBinding)[] = [
@@ -90,6 +161,25 @@ const EXPORTS: readonly (keyof CudaBinding)[] = [
   'memInfo',
   'addF32',
   'fillF32',
+  'emptyCache',
+  'allocatorStats',
+  'resetPeakStats',
+  'unary',
+  'binary',
+  'where',
+  'copyStrided',
+  'triangle',
+  'reduce',
+  'softmax',
+  'cumsum',
+  'rmsNorm',
+  'layerNorm',
+  'embedding',
+  'rope',
+  'matmul',
+  'attention',
+  'attentionUnsupported',
+  'attentionTime',
 ];
 
 export const CUDA_NOT_BUILT = 'CUDA addon not built (run npm run build:cuda on a machine with nvcc)';

@@ -1,13 +1,15 @@
 /**
- * The 'cuda' backend: device storage through the CUDA addon (one stream, allocations per tensor) and the
- * kernels it has. Ops it lacks run through a host round trip (registry.dispatch), so every op works on
- * cuda tensors. Without a GPU, driver or built addon it reports unavailable with the reason.
+ * The 'cuda' backend: device storage through the CUDA addon (one stream, a caching allocator) and the
+ * kernels it has (ops.ts). Ops it lacks, or inputs a kernel's supports() refuses, run through a host round
+ * trip (registry.dispatch), so every op works on cuda tensors. Without a GPU, driver or built addon it
+ * reports unavailable with the reason.
  */
 import { TesseraError } from '../../errors';
-import { registerKernel, setBackendInfo } from '../../registry';
-import { StorageBlock, registerDevice } from '../../storage';
-import { Tensor } from '../../tensor';
+import { setBackendInfo } from '../../registry';
+import { registerDevice } from '../../storage';
 import { CudaBinding, loadCudaBinding } from './native';
+import { registerCudaOps } from './ops';
+import { registerCudaAttention } from './attention';
 
 function wrapOom<T>(op: string, f: () => T): T {
   try {
@@ -39,20 +41,6 @@ export function registerCudaBackend(): void {
     },
     copy: (dst, src, bytes) => wrapOom('copy', () => cb.memcpyDtoD(dst as never, 0, src as never, 0, bytes)),
   });
-  registerKernel({
-    op: 'add',
-    backend: 'cuda',
-    variant: 'add_f32_cuda',
-    supports: (inputs: Tensor[], at: { outDtype: string; shape: number[] }) =>
-      inputs.every((t) => t.dtype === 'float32' && t.isContiguous() && t.offset === 0 && t._s.numel === t.size) &&
-      inputs[0].size === inputs[1].size && inputs[0].size === at.shape.reduce((a, b) => a * b, 1)
-        ? true
-        : 'add_f32_cuda takes same-shape contiguous float32 tensors',
-    run(inputs: Tensor[], at: { shape: number[] }) {
-      const n = inputs[0].size;
-      const s = StorageBlock.device('cuda', 'float32', n, 'add');
-      wrapOom('add', () => cb.addF32(inputs[0]._s.handle as never, inputs[1]._s.handle as never, s.handle as never, n));
-      return new Tensor(s, at.shape);
-    },
-  });
+  registerCudaOps(cb);
+  registerCudaAttention(cb);
 }

@@ -1,0 +1,579 @@
+// attention.cu: attention forward dispatch, the portable mma.sync (FA2-style) kernel, its split-KV
+// decode form, and the split combine. The Hopper kernel is in attention_sm90.cu.
+//
+// mma kernel (sm_80+, also the correct-first version the sm90 kernel is checked against): one CTA of 4
+// warps per (tile of packed query rows, b, kv head[, KV split]). GQA rows are packed: the group*Sq rows
+// of all query heads sharing a kv head form one row space (row r = head-in-group r / Sq, query r % Sq),
+// so K/V are read once per group. K/V tiles of kKT keys stream through a 2-stage cp.async ring (16-byte
+// copies, rows padded by 16 bytes so ldmatrix is conflict-free); S and PV run on mma.sync m16n8k16 with
+// ldmatrix(.trans) fragments; online softmax with exp2 (any sign of scale).
+//   prefill form: 64 rows per CTA, each warp owns 16 rows and all keys of a tile.
+//   decode form (kWarpSplit): 16 rows per CTA, each warp takes a quarter of every tile's keys; the 4
+//     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits) whose
+//     normalized partials + log-sum-exp go to a float32 workspace that attn_combine_kernel merges.
+// Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) an 8x8x32768x128
+// cache (1 GiB incl. V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
+#include "attention.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <vector>
+
+namespace tessera_cuda {
+
+namespace {
+
+struct MmaParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  float* o_part;    // [splits][B*Hq*Sq][D] normalized partials (splits > 1), else null
+  float* lse_part;  // [splits][B*Hq*Sq] log2-sum-exp of each partial
+  int Hq, Hkv, Sq, Sk, group, rows, kv_offset, causal, split_keys, splits;
+  float scale_log2;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <typename T>
+struct Mma;
+template <>
+struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float x, float y) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+template <>
+struct Mma<__half> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t pack(float x, float y) {
+    __half2 h = __floats2half2_rn(x, y);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+
+template <int kD, bool kWarpSplit>
+struct MmaCfg {
+  static constexpr int kRows = kWarpSplit ? 16 : 64;  // packed query rows per CTA
+  static constexpr int kKT = kD == 256 ? 32 : 64;     // keys per tile
+  static constexpr int kKW = kWarpSplit ? kKT / 4 : kKT;  // keys per warp per tile
+  static constexpr int kStride = kD * 2 + 16;         // bytes per shared row (+16: ldmatrix conflict-free)
+  // decode streams: one more tile in flight per CTA (bandwidth = bytes in flight / latency)
+  static constexpr int kStages = kWarpSplit ? 3 : 2;
+  static constexpr int kSmem = (kRows + 2 * kStages * kKT) * kStride;
+  static_assert(!kWarpSplit || kD * 16 * 4 * 4 + 2 * 64 * 4 <= 2 * kStages * kKT * kStride, "merge space");
+};
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Canonical output row ((b*Hq + h)*Sq + i) of packed row r of kv head (b, hkv).
+__device__ __forceinline__ int64_t out_row(const MmaParams& p, int b, int hkv, int r) {
+  return (int64_t(b) * p.Hq + int64_t(hkv) * p.group + r / p.Sq) * p.Sq + r % p.Sq;
+}
+
+template <typename T, int kD>
+__device__ __forceinline__ void write_row(const MmaParams& p, int64_t orow, int d, float x0, float x1, float lse,
+                                          bool lse_writer) {
+  if (p.splits == 1) {
+    *reinterpret_cast<uint32_t*>(static_cast<T*>(p.o) + orow * kD + d) = Mma<T>::pack(x0, x1);
+  } else {
+    const int64_t prow = int64_t(blockIdx.z) * (int64_t(gridDim.y / p.Hkv) * p.Hq * p.Sq) + orow;
+    *reinterpret_cast<float2*>(p.o_part + prow * kD + d) = make_float2(x0, x1);
+    if (lse_writer) p.lse_part[prow] = lse;
+  }
+}
+
+template <typename T, int kD, bool kWarpSplit>
+__global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
+  using C = MmaCfg<kD, kWarpSplit>;
+  constexpr int kKT = C::kKT, kKW = C::kKW, kStride = C::kStride, kStages = C::kStages;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const uint32_t sQ = smem_u32(smem);
+  const uint32_t sK = sQ + C::kRows * kStride;  // [kStages][kKT][kStride]
+  const uint32_t sV = sK + kStages * kKT * kStride;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int b = blockIdx.y / p.Hkv, hkv = blockIdx.y % p.Hkv;
+  const int row0 = blockIdx.x * C::kRows;
+  const int row_end = min(row0 + C::kRows, p.rows);
+
+  int kv_begin = blockIdx.z * p.split_keys;
+  int kv_end = min(p.Sk, kv_begin + p.split_keys);
+  int i_min = 0;  // smallest query index among the CTA's rows (for the causal mask check)
+  if (p.causal) {
+    const int i0 = row0 % p.Sq, il = (row_end - 1) % p.Sq;
+    const bool wraps = row_end - row0 >= p.Sq || il < i0;
+    i_min = wraps ? 0 : i0;
+    kv_end = min(kv_end, p.kv_offset + (wraps ? p.Sq - 1 : il) + 1);
+  }
+  const int n_tiles = kv_end > kv_begin ? (kv_end - kv_begin + kKT - 1) / kKT : 0;
+
+  const T* q = static_cast<const T*>(p.q);
+  const T* kg = static_cast<const T*>(p.k) + int64_t(blockIdx.y) * p.Sk * kD;
+  const T* vg = static_cast<const T*>(p.v) + int64_t(blockIdx.y) * p.Sk * kD;
+  constexpr int kCpr = kD / 8;  // 16-byte chunks per row
+  for (int c = tid; c < C::kRows * kCpr; c += 128) {
+    const int r = c / kCpr, r_abs = row0 + r;
+    const bool ok = r_abs < p.rows;
+    const T* src = ok ? q + out_row(p, b, hkv, r_abs) * kD + (c % kCpr) * 8 : q;
+    cp_async16(sQ + r * kStride + (c % kCpr) * 16, src, ok);
+  }
+  auto load_kv = [&](int t, int st) {
+    const int key0 = kv_begin + t * kKT;
+    for (int c = tid; c < kKT * kCpr; c += 128) {
+      const int r = c / kCpr, key = key0 + r;
+      const bool ok = key < kv_end;
+      const int64_t off = ok ? int64_t(key) * kD + (c % kCpr) * 8 : 0;
+      const uint32_t dst = st * kKT * kStride + r * kStride + (c % kCpr) * 16;
+      cp_async16(sK + dst, kg + off, ok);
+      cp_async16(sV + dst, vg + off, ok);
+    }
+  };
+  // prologue: tiles 0 .. kStages-2, one commit group each (Q rides in the first); groups stay counted
+  // even when empty, so "tile t landed" is always cp.async.wait_group(kStages - 1) in iteration t.
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < n_tiles) load_kv(t, t);
+    cp_commit();
+  }
+
+  const int qr = kWarpSplit ? 0 : warp * 16;  // this warp's first row in the CTA tile
+  const int kc0 = kWarpSplit ? warp * kKW : 0;  // this warp's first key in a tile
+  const int g = lane / 4, t4 = lane % 4;
+  const int ra = row0 + qr + g, rb = ra + 8;  // packed rows of this thread
+  const int ia = ra % p.Sq, ib = rb % p.Sq;
+  float o[kD / 8][4];
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m_a = kNegInf, m_b = kNegInf, l_a = 0.f, l_b = 0.f;
+
+  for (int t = 0; t < n_tiles; ++t) {
+    if (t + kStages - 1 < n_tiles) load_kv(t + kStages - 1, (t + kStages - 1) % kStages);
+    cp_commit();
+    cp_wait<kStages - 1>();
+    __syncthreads();
+    const uint32_t kst = sK + (t % kStages) * kKT * kStride, vst = sV + (t % kStages) * kKT * kStride;
+    float s[kKW / 8][4];
+#pragma unroll
+    for (int j = 0; j < kKW / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      uint32_t a[4];
+      ldsm_x4(a, sQ + (qr + lane % 16) * kStride + (ks * 16 + (lane / 16) * 8) * 2);
+#pragma unroll
+      for (int j2 = 0; j2 < kKW / 16; ++j2) {
+        uint32_t bb[4];
+        ldsm_x4(bb, kst + (kc0 + j2 * 16 + (lane / 16) * 8 + lane % 8) * kStride + (ks * 16 + ((lane / 8) % 2) * 8) * 2);
+        Mma<T>::run(s[2 * j2], a, bb[0], bb[1]);
+        Mma<T>::run(s[2 * j2 + 1], a, bb[2], bb[3]);
+      }
+    }
+    // scale, mask, online softmax (rows a and b; each row spread over the 4 threads of a quad)
+    const int key0 = kv_begin + t * kKT + kc0;
+    const bool masked = kv_begin + (t + 1) * kKT > kv_end || (p.causal && kv_begin + (t + 1) * kKT - 1 > p.kv_offset + i_min);
+    float mx_a = kNegInf, mx_b = kNegInf;
+#pragma unroll
+    for (int j = 0; j < kKW / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[j][e] * p.scale_log2;
+        if (masked) {
+          const int key = key0 + 8 * j + 2 * t4 + (e & 1);
+          const int i = e < 2 ? ia : ib;
+          if (key >= kv_end || (p.causal && key > p.kv_offset + i)) x = kNegInf;
+        }
+        s[j][e] = x;
+      }
+      mx_a = fmaxf(mx_a, fmaxf(s[j][0], s[j][1]));
+      mx_b = fmaxf(mx_b, fmaxf(s[j][2], s[j][3]));
+    }
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 1));
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffff, mx_a, 2));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 1));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffff, mx_b, 2));
+    const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+    const float use_a = new_a == kNegInf ? 0.f : new_a, use_b = new_b == kNegInf ? 0.f : new_b;
+    const float corr_a = ex2(m_a - use_a), corr_b = ex2(m_b - use_b);
+    m_a = new_a;
+    m_b = new_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int j = 0; j < kKW / 8; ++j) {
+      s[j][0] = ex2(s[j][0] - use_a);
+      s[j][1] = ex2(s[j][1] - use_a);
+      s[j][2] = ex2(s[j][2] - use_b);
+      s[j][3] = ex2(s[j][3] - use_b);
+      sum_a += s[j][0] + s[j][1];
+      sum_b += s[j][2] + s[j][3];
+    }
+    l_a = l_a * corr_a + sum_a;
+    l_b = l_b * corr_b + sum_b;
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+      o[j][0] *= corr_a;
+      o[j][1] *= corr_a;
+      o[j][2] *= corr_b;
+      o[j][3] *= corr_b;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kKW / 16; ++kk) {
+      const uint32_t a[4] = {Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]), Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]),
+                             Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                             Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int d2 = 0; d2 < kD / 16; ++d2) {
+        uint32_t bb[4];
+        ldsm_x4_t(bb, vst + (kc0 + kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kStride + (d2 * 16 + (lane / 16) * 8) * 2);
+        Mma<T>::run(o[2 * d2], a, bb[0], bb[1]);
+        Mma<T>::run(o[2 * d2 + 1], a, bb[2], bb[3]);
+      }
+    }
+    __syncthreads();  // the stage is overwritten by the next iteration's load
+  }
+  cp_wait<0>();
+
+  l_a += __shfl_xor_sync(0xffffffff, l_a, 1);
+  l_a += __shfl_xor_sync(0xffffffff, l_a, 2);
+  l_b += __shfl_xor_sync(0xffffffff, l_b, 1);
+  l_b += __shfl_xor_sync(0xffffffff, l_b, 2);
+
+  if (!kWarpSplit) {
+    const float inv_a = l_a > 0.f ? 1.f / l_a : 0.f, inv_b = l_b > 0.f ? 1.f / l_b : 0.f;
+    const float lse_a = l_a > 0.f ? m_a + log2f(l_a) : kNegInf, lse_b = l_b > 0.f ? m_b + log2f(l_b) : kNegInf;
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+      if (ra < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, ra), 8 * j + 2 * t4, o[j][0] * inv_a, o[j][1] * inv_a, lse_a, j == 0 && t4 == 0);
+      if (rb < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, rb), 8 * j + 2 * t4, o[j][2] * inv_b, o[j][3] * inv_b, lse_b, j == 0 && t4 == 0);
+    }
+    return;
+  }
+  // decode form: merge the 4 warps' partial (m, l, O) for the CTA's 16 rows through shared memory
+  // (the K/V stages are free: every warp passed the loop's last __syncthreads).
+  float* red_o = reinterpret_cast<float*>(smem + C::kRows * kStride);  // [4][16][kD]
+  float* red_m = red_o + 4 * 16 * kD;                                   // [4][16]
+  float* red_l = red_m + 4 * 16;
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) {
+    float* wa = red_o + (warp * 16 + g) * kD + 8 * j + 2 * t4;
+    *reinterpret_cast<float2*>(wa) = make_float2(o[j][0], o[j][1]);
+    *reinterpret_cast<float2*>(wa + 8 * kD) = make_float2(o[j][2], o[j][3]);
+  }
+  if (t4 == 0) {
+    red_m[warp * 16 + g] = m_a;
+    red_m[warp * 16 + g + 8] = m_b;
+    red_l[warp * 16 + g] = l_a;
+    red_l[warp * 16 + g + 8] = l_b;
+  }
+  __syncthreads();
+  for (int idx = tid * 2; idx < 16 * kD; idx += 256) {
+    const int r = idx / kD, d = idx % kD;
+    if (row0 + r >= p.rows) continue;
+    float mx = kNegInf;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) mx = fmaxf(mx, red_m[w * 16 + r]);
+    float l = 0.f, x0 = 0.f, x1 = 0.f;
+    if (mx != kNegInf) {
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float f = ex2(red_m[w * 16 + r] - mx);  // a warp that saw nothing: -inf -> 0
+        l += red_l[w * 16 + r] * f;
+        x0 += red_o[(w * 16 + r) * kD + d] * f;
+        x1 += red_o[(w * 16 + r) * kD + d + 1] * f;
+      }
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    write_row<T, kD>(p, out_row(p, b, hkv, row0 + r), d, x0 * inv, x1 * inv, l > 0.f ? mx + log2f(l) : kNegInf, d == 0);
+  }
+}
+
+// out[row] = sum_s 2^(lse_s - M) O_s / sum_s 2^(lse_s - M); rows no split saw -> zeros.
+template <typename T>
+__global__ void attn_combine_kernel(T* out, const float* o_part, const float* lse_part, int64_t rows, int D,
+                                    int splits) {
+  const int64_t row = blockIdx.x;
+  float mx = kNegInf;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * rows + row]);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.f, wsum = 0.f;
+    if (mx != kNegInf) {
+      for (int s = 0; s < splits; ++s) {
+        const float w = exp2f(lse_part[s * rows + row] - mx);
+        wsum += w;
+        acc += w * o_part[(s * rows + row) * D + d];
+      }
+    }
+    out[row * D + d] = static_cast<T>(wsum > 0.f ? acc / wsum : 0.f);
+  }
+}
+
+template <typename T, int kD, bool kWS>
+Status launch_mma_t(const MmaParams& p, dim3 grid, cudaStream_t stream) {
+  auto kernel = attn_mma_kernel<T, kD, kWS>;
+  constexpr int smem = MmaCfg<kD, kWS>::kSmem;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) return status_from_cuda(attr, "attention (mma shared memory)");
+  kernel<<<grid, 128, smem, stream>>>(p);
+  return status_from_cuda(cudaGetLastError(), "attention (mma launch)");
+}
+
+template <typename T>
+Status launch_mma_d(const MmaParams& p, int D, bool ws, dim3 grid, cudaStream_t st) {
+  if (ws) return D == 64 ? launch_mma_t<T, 64, true>(p, grid, st) : launch_mma_t<T, 128, true>(p, grid, st);
+  if (D == 64) return launch_mma_t<T, 64, false>(p, grid, st);
+  if (D == 128) return launch_mma_t<T, 128, false>(p, grid, st);
+  return launch_mma_t<T, 256, false>(p, grid, st);
+}
+
+// Resident CTAs per SM of the mma kernel for this configuration (1 if the query fails); cached.
+int mma_ctas_per_sm(int64_t D, bool ws, AttnDtype dt) {
+  static int cache[2][2][2] = {};
+  int& c = cache[D == 128][ws][dt == AttnDtype::bfloat16];
+  if (c > 0) return c;
+  int n = 0;
+  auto q = [&](auto kernel, int smem) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, smem) != cudaSuccess) n = 1;
+    cudaGetLastError();
+  };
+  const bool bf = dt == AttnDtype::bfloat16;
+  if (D == 64 && ws) bf ? q(attn_mma_kernel<__nv_bfloat16, 64, true>, MmaCfg<64, true>::kSmem) : q(attn_mma_kernel<__half, 64, true>, MmaCfg<64, true>::kSmem);
+  else if (D == 64) bf ? q(attn_mma_kernel<__nv_bfloat16, 64, false>, MmaCfg<64, false>::kSmem) : q(attn_mma_kernel<__half, 64, false>, MmaCfg<64, false>::kSmem);
+  else if (ws) bf ? q(attn_mma_kernel<__nv_bfloat16, 128, true>, MmaCfg<128, true>::kSmem) : q(attn_mma_kernel<__half, 128, true>, MmaCfg<128, true>::kSmem);
+  else bf ? q(attn_mma_kernel<__nv_bfloat16, 128, false>, MmaCfg<128, false>::kSmem) : q(attn_mma_kernel<__half, 128, false>, MmaCfg<128, false>::kSmem);
+  c = std::max(1, n);
+  return c;
+}
+
+// mma / decode: both the prefill (64 rows, no split) and the split-KV decode form.
+Status launch_mma(void* o, const void* q, const void* k, const void* v, const AttnShape& s, bool decode,
+                  cudaStream_t stream) {
+  MmaParams p{};
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.o = o;
+  p.Hq = int(s.Hq);
+  p.Hkv = int(s.Hkv);
+  p.Sq = int(s.Sq);
+  p.Sk = int(s.Sk);
+  p.group = int(s.Hq / s.Hkv);
+  p.rows = int(p.group * s.Sq);
+  p.kv_offset = int(s.kv_offset);
+  p.causal = s.causal ? 1 : 0;
+  p.scale_log2 = s.scale * 1.4426950408889634f;
+  // decode with <= 16 packed rows: 16-row CTAs whose 4 warps split each KV tile; more rows: 64-row CTAs
+  // (K/V read once per 64 rows), still split-KV across CTAs.
+  const bool warp_split = decode && p.rows <= 16;
+  const int rows_per_cta = warp_split ? 16 : 64;
+  const int64_t row_tiles = (p.rows + rows_per_cta - 1) / rows_per_cta;
+  const int64_t base_ctas = row_tiles * s.B * s.Hkv;
+  int64_t kv_vis = s.causal ? std::min<int64_t>(s.Sk, s.kv_offset + s.Sq) : s.Sk;
+  kv_vis = std::max<int64_t>(kv_vis, 1);
+  int splits = 1;
+  if (decode) {
+    // As many splits as fit in ONE wave of resident CTAs (a second, partial wave would leave most SMs
+    // idle while it drains); splits of at least 256 keys, at most 128 of them.
+    const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, warp_split, s.dtype);
+    splits = int(std::max<int64_t>(1, std::min<int64_t>({slots / base_ctas, (kv_vis + 255) / 256, 128})));
+  }
+  constexpr int kTile = 64;
+  p.split_keys = int((((kv_vis + splits - 1) / splits) + kTile - 1) / kTile * kTile);
+  p.splits = int((kv_vis + p.split_keys - 1) / p.split_keys);
+  if (p.splits < 1) p.splits = 1;
+  if (!decode) p.split_keys = int(s.Sk), p.splits = 1;
+  const dim3 grid(unsigned(row_tiles), unsigned(s.B * s.Hkv), unsigned(p.splits));
+  const bool bf = s.dtype == AttnDtype::bfloat16;
+  if (p.splits == 1) {
+    return bf ? launch_mma_d<__nv_bfloat16>(p, int(s.D), warp_split, grid, stream)
+              : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
+  }
+  const int64_t rows_total = s.B * s.Hq * s.Sq;
+  void* ws = nullptr;
+  const size_t ws_bytes = size_t(p.splits) * rows_total * (s.D + 1) * sizeof(float);
+  Status st = status_from_cuda(cudaMallocAsync(&ws, ws_bytes, stream), "attention (split-KV workspace)");
+  if (!st.ok()) return st;
+  p.o_part = static_cast<float*>(ws);
+  p.lse_part = p.o_part + size_t(p.splits) * rows_total * s.D;
+  st = bf ? launch_mma_d<__nv_bfloat16>(p, int(s.D), warp_split, grid, stream)
+          : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
+  if (st.ok()) {
+    const int threads = int(std::min<int64_t>(s.D, 256));
+    if (bf) {
+      attn_combine_kernel<__nv_bfloat16><<<unsigned(rows_total), threads, 0, stream>>>(
+          static_cast<__nv_bfloat16*>(o), p.o_part, p.lse_part, rows_total, int(s.D), p.splits);
+    } else {
+      attn_combine_kernel<__half><<<unsigned(rows_total), threads, 0, stream>>>(
+          static_cast<__half*>(o), p.o_part, p.lse_part, rows_total, int(s.D), p.splits);
+    }
+    st = status_from_cuda(cudaGetLastError(), "attention (combine launch)");
+  }
+  cudaFreeAsync(ws, stream);  // stream-ordered: freed after the combine ran
+  return st;
+}
+
+// auto: measured on H100 (cuda/dev/NOTES.md). Few query rows against a long cache go to the split-KV
+// decode kernel, except plain multi-head attention with enough heads to fill the GPU, where the sm90 kernel
+// (one CTA per head, KV read once) streams at full bandwidth; everything else to the tuned sm90 kernel.
+AttnVariant resolve(const AttnShape& s, AttnVariant v) {
+  if (v != AttnVariant::automatic) return v;
+  const bool sm90 = attention_unsupported(s, AttnVariant::sm90s3).empty();
+  const AttnVariant best90 = s.D == 64 ? AttnVariant::sm90w3 : AttnVariant::sm90s3;
+  if (s.Sq <= 16 && attention_unsupported(s, AttnVariant::decode).empty()) {
+    const bool mha_fills_gpu = s.Hq == s.Hkv && s.B * s.Hq >= 2 * int64_t(std::max(1, device_sm_count()));
+    return sm90 && mha_fills_gpu ? best90 : AttnVariant::decode;
+  }
+  return sm90 ? best90 : AttnVariant::mma;
+}
+
+}  // namespace
+
+const char* attention_variant_name(AttnVariant v) {
+  switch (v) {
+    case AttnVariant::mma: return "flash_attention_mma_sm80";
+    case AttnVariant::decode: return "flash_decoding_split_kv";
+    case AttnVariant::sm90: return "flash_attention_sm90_wgmma";
+    case AttnVariant::sm90pp: return "flash_attention_sm90_wgmma_pingpong";
+    case AttnVariant::sm90s3: return "flash_attention_sm90_wgmma_pingpong_3stage";
+    case AttnVariant::sm90w3: return "flash_attention_sm90_wgmma_3consumers";
+    default: return "auto";
+  }
+}
+
+std::string attention_unsupported(const AttnShape& s, AttnVariant v) {
+  constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+  if (s.B < 1 || s.Hq < 1 || s.Hkv < 1 || s.Sq < 1 || s.Sk < 1 || s.D < 1 || s.Dv < 1) return "empty tensor";
+  if (s.Hq % s.Hkv != 0) return "Hq must be a multiple of Hkv";
+  if (s.D != s.Dv) return "D != Dv";
+  if (s.D != 64 && s.D != 128 && s.D != 256) return "head dim must be 64, 128 or 256";
+  if (s.Sq > kIntMax / 2 || s.Sk > kIntMax / 2 || std::llabs(s.kv_offset) > kIntMax / 4 ||
+      s.Hq * s.Sq > kIntMax / 2)
+    return "sequence too long";
+  if (s.B * s.Hkv > 65535 || s.B * s.Hq > 65535) return "B * H > 65535";
+  if (!std::isfinite(s.scale)) return "non-finite scale";
+  for (int64_t off : {s.q_off, s.k_off, s.v_off, s.o_off})
+    if (off % 8 != 0) return "tensor offset not 16-byte aligned";
+  int dev_major = 0;
+  if (device_ready().ok()) cudaDeviceGetAttribute(&dev_major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (dev_major < 8) return "needs a GPU of compute capability 8.0 or newer";
+  switch (v) {
+    case AttnVariant::automatic:
+    case AttnVariant::mma: return "";
+    case AttnVariant::decode: return s.D <= 128 ? "" : "decode kernel takes D <= 128";
+    case AttnVariant::sm90:
+    case AttnVariant::sm90pp:
+    case AttnVariant::sm90s3:
+    case AttnVariant::sm90w3:
+      if (!attn_detail::sm90_available()) return "sm90 kernel needs an sm_90 GPU (H100/H200) and this build's sm_90a code";
+      if (s.D > 128) return "sm90 kernel takes D in {64, 128}";
+      if (v == AttnVariant::sm90w3 && s.D != 64) return "sm90w3 takes D = 64";
+      if (!(s.scale > 0.f)) return "sm90 kernel takes scale > 0";
+      return "";
+  }
+  return "unknown variant";
+}
+
+Status attention_forward(DeviceBuffer* out, const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v,
+                         const AttnShape& s, AttnVariant variant, AttnVariant* ran) {
+  Status st = device_ready();
+  if (!st.ok()) return st;
+  const std::string why = attention_unsupported(s, variant);
+  if (!why.empty()) return status_error(Code::arg, "attention: " + why);
+  const int64_t nq = s.B * s.Hq * s.Sq * s.D, nk = s.B * s.Hkv * s.Sk * s.D;
+  const struct {
+    const DeviceBuffer* buf;
+    int64_t off, n;
+    const char* what;
+  } views[] = {{&q, s.q_off, nq, "attention (q)"}, {&k, s.k_off, nk, "attention (k)"},
+               {&v, s.v_off, nk, "attention (v)"}, {out, s.o_off, nq, "attention (out)"}};
+  for (const auto& x : views) {
+    if (x.off < 0) return status_error(Code::arg, std::string(x.what) + ": negative offset");
+    st = buffer_check(*x.buf, size_t(x.off) * 2, size_t(x.n) * 2, x.what);
+    if (!st.ok()) return st;
+  }
+  auto at = [](const DeviceBuffer& b, int64_t off) { return static_cast<char*>(b.ptr) + off * 2; };
+  void* o = at(*out, s.o_off);
+  const void *qp = at(q, s.q_off), *kp = at(k, s.k_off), *vp = at(v, s.v_off);
+  for (const void* ptr : {static_cast<const void*>(o), qp, kp, vp}) {
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return status_error(Code::arg, "attention: a tensor is not 16-byte aligned");
+  }
+  cudaStream_t stream = device_stream();
+  const AttnVariant chosen = resolve(s, variant);
+  if (ran) *ran = chosen;
+  switch (chosen) {
+    case AttnVariant::sm90:
+    case AttnVariant::sm90pp:
+    case AttnVariant::sm90s3:
+    case AttnVariant::sm90w3: return attn_detail::launch_sm90(o, qp, kp, vp, s, chosen, stream);
+    case AttnVariant::decode: return launch_mma(o, qp, kp, vp, s, true, stream);
+    default: return launch_mma(o, qp, kp, vp, s, false, stream);
+  }
+}
+
+Status attention_time(float* ms, int iters, int warmup, AttnVariant* ran, DeviceBuffer* out, const DeviceBuffer& q,
+                      const DeviceBuffer& k, const DeviceBuffer& v, const AttnShape& s, AttnVariant variant) {
+  Status st = device_ready();
+  if (!st.ok()) return st;
+  *ran = resolve(s, variant);
+  for (int i = 0; i < warmup; ++i) {
+    st = attention_forward(out, q, k, v, s, *ran);
+    if (!st.ok()) return st;
+  }
+  std::vector<cudaEvent_t> ev(2 * size_t(iters));
+  for (auto& e : ev) {
+    st = status_from_cuda(cudaEventCreate(&e), "attention_time (event)");
+    if (!st.ok()) return st;
+  }
+  for (int i = 0; i < iters && st.ok(); ++i) {
+    cudaEventRecord(ev[2 * i], device_stream());
+    st = attention_forward(out, q, k, v, s, *ran);
+    cudaEventRecord(ev[2 * i + 1], device_stream());
+  }
+  if (st.ok()) st = status_from_cuda(cudaStreamSynchronize(device_stream()), "attention_time (sync)");
+  for (int i = 0; i < iters && st.ok(); ++i) st = status_from_cuda(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]), "attention_time (elapsed)");
+  for (auto& e : ev) cudaEventDestroy(e);
+  return st;
+}
+
+}  // namespace tessera_cuda
