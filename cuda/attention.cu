@@ -4,15 +4,16 @@
 // mma kernel (sm_80+, also the correct-first version the sm90 kernel is checked against): one CTA of 4
 // warps per (tile of packed query rows, b, kv head[, KV split]). GQA rows are packed: the group*Sq rows
 // of all query heads sharing a kv head form one row space (row r = head-in-group r / Sq, query r % Sq),
-// so K/V are read once per group. K/V tiles of kKT keys stream through a 2-stage cp.async ring (16-byte
-// copies, rows padded by 16 bytes so ldmatrix is conflict-free); S and PV run on mma.sync m16n8k16 with
+// so K/V are read once per group. K/V tiles of kKT keys stream through a cp.async ring, 2 stages (decode
+// form: 3), 16-byte copies, rows padded by 16 bytes so ldmatrix is conflict-free; S and PV run on mma.sync m16n8k16 with
 // ldmatrix(.trans) fragments; online softmax with exp2 (any sign of scale).
 //   prefill form: 64 rows per CTA, each warp owns 16 rows and all keys of a tile.
 //   decode form (kWarpSplit): 16 rows per CTA, each warp takes a quarter of every tile's keys; the 4
-//     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits) whose
-//     normalized partials + log-sum-exp go to a float32 workspace that attn_combine_kernel merges.
-// Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) an 8x8x32768x128
-// cache (1 GiB incl. V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
+//     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits: as many as
+//     fill ONE wave of resident CTAs) whose normalized partials + log-sum-exp go to a float32 workspace
+//     that attn_combine_kernel merges. More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV.
+// Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) a B8 Hkv8 Sk8192
+// D128 cache (268 MB with V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
 #include "attention.cuh"
 
 #include <cuda_bf16.h>

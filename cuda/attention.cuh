@@ -13,7 +13,7 @@
 //   decode  the mma kernel in split-KV form (flash decoding): KV cut among CTAs and warps, then combined
 //   sm90    TMA + wgmma, producer/consumer warpgroups, intra-warpgroup softmax/GEMM overlap
 //   sm90pp  sm90 plus ping-pong scheduling of the two consumer warpgroups
-//   sm90s3  sm90pp with one more K/V stage (3 at D=128, 4 at D=64): the default sm90 configuration
+//   sm90s3  sm90pp with one more K/V stage (3 at D=128, 4 at D=64): the default at D=128
 //   sm90w3  sm90s3 with 3 consumer warpgroups (192 query rows per CTA, 160 registers each), D=64 only:
 //           the default at D=64, where the softmax is relatively twice as costly and more warps hide it
 #pragma once

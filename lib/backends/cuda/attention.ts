@@ -9,17 +9,10 @@ import { TesseraError } from '../../errors';
 import { registerKernel } from '../../registry';
 import { StorageBlock } from '../../storage';
 import { Tensor } from '../../tensor';
+import { AttentionAttrs } from '../../ops/linalg';
 import { CudaAttentionParams, CudaBinding, CudaBuffer } from './native';
 
-/** The op layer's attrs (lib/ops/linalg.ts AttentionAttrs). */
-interface AttnAttrs {
-  causal: boolean;
-  scale: number;
-  kvOffset: number;
-  hasMask: boolean;
-  outDtype: string;
-  B: number; Hq: number; Hkv: number; Sq: number; Sk: number; D: number; Dv: number;
-}
+type AttnAttrs = AttentionAttrs;
 
 function params(inputs: Tensor[], at: AttnAttrs): CudaAttentionParams {
   const [q, k, v] = inputs;
