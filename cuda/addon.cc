@@ -13,6 +13,7 @@
 //   addF32(a, b, out, n), fillF32(buf, value, n)
 //   emptyCache, allocatorStats, resetPeakStats and the tensor kernels: see ops_addon.cc
 //   attention(q, k, v, out, params), attentionUnsupported(params), attentionTime(...)   (see below)
+//   eventRecord, eventElapsedNs, eventRelease, eventPoolStats: CUDA events for the profiler (see below)
 // Errors carry `code` from lib/errors.ts: E_TYPE (TypeError), E_ARG (RangeError), E_DISPOSED (freed
 // handle), E_DETACHED, E_OOM (message starts "CUDA out of memory"), E_BACKEND (no device), E_NATIVE.
 //
@@ -29,6 +30,7 @@
 #include "attention.cuh"
 #include "device.cuh"
 #include "elementwise.cuh"
+#include "events.cuh"
 #include "memory.cuh"
 #include "ops_addon.h"
 
@@ -429,6 +431,69 @@ Napi::Value AttentionTime(const Napi::CallbackInfo& info) {
 }
 // ---- end attention ----
 
+// ---- events (cuda/events.cuh): the profiler's device timer (lib/backends/cuda/timer.ts) ----
+// eventRecord() -> handle (an event recorded on the stream); eventElapsedNs(a, b) -> ns (waits for b);
+// eventRelease(handle) (idempotent); eventPoolStats() -> {idle, live}. Handles are type-tagged Externals;
+// the finalizer returns a forgotten event to the pool.
+constexpr napi_type_tag kEventTag = {0x7465737365726163ULL, 0x7564616576743031ULL};  // "tesserac" "udaevt01"
+
+void finalize_event(Napi::Env, tc::EventMark* m) {
+  tc::event_release(m);
+  delete m;
+}
+
+tc::EventMark* arg_event(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  const Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<tc::EventMark>>().CheckTypeTag(&kEventTag)) {
+    throw_type(info.Env(), std::string(fn) + ": " + name + " must be an event handle from eventRecord(), got " + type_name(v));
+  }
+  tc::EventMark* m = v.As<Napi::External<tc::EventMark>>().Data();
+  if (m->released) throw with_code(Napi::Error::New(info.Env(), std::string(fn) + ": " + name + " was released"), "E_DISPOSED");
+  return m;
+}
+
+Napi::Value EventRecord(const Napi::CallbackInfo& info) {
+  expect_args(info, 0, "eventRecord");
+  auto* m = new tc::EventMark();
+  const tc::Status s = tc::event_record(m);
+  if (!s.ok()) {
+    delete m;
+    throw js_error(info.Env(), s);
+  }
+  auto handle = Napi::External<tc::EventMark>::New(info.Env(), m, finalize_event);
+  handle.TypeTag(&kEventTag);
+  return handle;
+}
+
+Napi::Value EventElapsedNs(const Napi::CallbackInfo& info) {
+  expect_args(info, 2, "eventElapsedNs");
+  const tc::EventMark* a = arg_event(info, 0, "eventElapsedNs", "a");
+  const tc::EventMark* b = arg_event(info, 1, "eventElapsedNs", "b");
+  double ns = 0;
+  check(info.Env(), tc::event_elapsed_ns(*a, *b, &ns));
+  return Napi::Number::New(info.Env(), ns);
+}
+
+Napi::Value EventRelease(const Napi::CallbackInfo& info) {
+  expect_args(info, 1, "eventRelease");
+  const Napi::Value v = info[0];
+  if (!v.IsExternal() || !v.As<Napi::External<tc::EventMark>>().CheckTypeTag(&kEventTag)) {
+    throw_type(info.Env(), std::string("eventRelease: handle must be an event handle from eventRecord(), got ") + type_name(v));
+  }
+  tc::event_release(v.As<Napi::External<tc::EventMark>>().Data());
+  return info.Env().Undefined();
+}
+
+Napi::Value EventPoolStats(const Napi::CallbackInfo& info) {
+  size_t idle = 0, live = 0;
+  tc::event_pool_stats(&idle, &live);
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("idle", Napi::Number::New(info.Env(), double(idle)));
+  r.Set("live", Napi::Number::New(info.Env(), double(live)));
+  return r;
+}
+// ---- end events ----
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("malloc", Napi::Function::New(env, Malloc, "malloc"));
@@ -444,6 +509,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
   exports.Set("attentionUnsupported", Napi::Function::New(env, AttentionUnsupported, "attentionUnsupported"));
   exports.Set("attentionTime", Napi::Function::New(env, AttentionTime, "attentionTime"));
+  exports.Set("eventRecord", Napi::Function::New(env, EventRecord, "eventRecord"));
+  exports.Set("eventElapsedNs", Napi::Function::New(env, EventElapsedNs, "eventElapsedNs"));
+  exports.Set("eventRelease", Napi::Function::New(env, EventRelease, "eventRelease"));
+  exports.Set("eventPoolStats", Napi::Function::New(env, EventPoolStats, "eventPoolStats"));
   tc::register_ops(env, exports, unwrap_buffer);
   return exports;
 }

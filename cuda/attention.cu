@@ -11,7 +11,9 @@
 //   decode form (kWarpSplit): 16 rows per CTA, each warp takes a quarter of every tile's keys; the 4
 //     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits: as many as
 //     fill ONE wave of resident CTAs) whose normalized partials + log-sum-exp go to a float32 workspace
-//     that attn_combine_kernel merges. More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV.
+//     (kept across calls); the last CTA of each column to finish merges them (atomic arrival counter,
+//     combine_if_last). More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV, merged by the
+//     separate attn_combine_kernel (one CTA merging 64 rows measured slower).
 // Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) a B8 Hkv8 Sk8192
 // D128 cache (268 MB with V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
 #include "attention.cuh"
@@ -37,8 +39,15 @@ struct MmaParams {
   float* o_part;    // [splits][B*Hq*Sq][D] normalized partials (splits > 1), else null
   float* lse_part;  // [splits][B*Hq*Sq] log2-sum-exp of each partial
   int Hq, Hkv, Sq, Sk, group, rows, kv_offset, causal, split_keys, splits;
+  int fused;        // splits > 1: the last CTA of each (row tile, b, kv head) combines the partials
   float scale_log2;
 };
+
+// Arrival counters of the fused split combine, one per (row tile, b, kv head) CTA column of a decode
+// launch; the last CTA to arrive resets its counter to 0, so they stay zero between launches (all launches
+// are ordered on the one backend stream). Launches with more CTA columns use the separate combine kernel.
+constexpr int kMaxSplitTiles = 4096;
+__device__ unsigned int g_split_counter[kMaxSplitTiles];
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
@@ -106,6 +115,7 @@ struct MmaCfg {
   static constexpr int kStages = kWarpSplit ? 3 : 2;
   static constexpr int kSmem = (kRows + 2 * kStages * kKT) * kStride;
   static_assert(!kWarpSplit || kD * 16 * 4 * 4 + 2 * 64 * 4 <= 2 * kStages * kKT * kStride, "merge space");
+  static_assert(kSmem >= kRows * 128 * 4, "fused combine weights (rows x splits <= 128) fit");
 };
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -124,6 +134,79 @@ __device__ __forceinline__ void write_row(const MmaParams& p, int64_t orow, int 
     const int64_t prow = int64_t(blockIdx.z) * (int64_t(gridDim.y / p.Hkv) * p.Hq * p.Sq) + orow;
     *reinterpret_cast<float2*>(p.o_part + prow * kD + d) = make_float2(x0, x1);
     if (lse_writer) p.lse_part[prow] = lse;
+  }
+}
+
+// Fused combine ("last block done"): every split CTA wrote its normalized partial O and log2-sum-exp of its
+// rows to the workspace; after a fence it counts itself in; the CTA that arrives last merges all splits'
+// partials of its rows into the output (as attn_combine_kernel does), reading them through L2 (__ldcg).
+// The merge is latency-bound (one CTA, a few L2 round trips): thread r first turns row r's lse values into
+// normalized weights in shared memory, then every thread merges 4 columns of 1-2 rows at once, the split
+// loop unrolled so that 8-16 loads are in flight. wbuf: rows * splits floats of free shared memory (the
+// whole dynamic allocation is free once every thread is past the first barrier here). All 128 threads.
+template <typename T, int kD>
+__device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int hkv, int row0, int row_end,
+                                                float* wbuf) {
+  __shared__ int s_last;
+  __threadfence();  // this thread's partial stores are visible device-wide before the CTA counts in
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned int* ctr = g_split_counter + blockIdx.y * gridDim.x + blockIdx.x;
+    const unsigned int prev = atomicAdd(ctr, 1u);
+    const int last = prev == unsigned(p.splits - 1);
+    if (last) atomicExch(ctr, 0u);  // every split arrived: ready for the next launch
+    s_last = last;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const int nrows = row_end - row0, S = p.splits;
+  const int64_t rows_total = int64_t(gridDim.y / p.Hkv) * p.Hq * p.Sq;
+  for (int r = threadIdx.x; r < nrows; r += 128) {
+    const int64_t orow = out_row(p, b, hkv, row0 + r);
+    float* w = wbuf + r * S;
+    float mx = kNegInf;
+    for (int s = 0; s < S; ++s) {
+      w[s] = __ldcg(p.lse_part + s * rows_total + orow);
+      mx = fmaxf(mx, w[s]);
+    }
+    float sum = 0.f;
+    for (int s = 0; s < S; ++s) {
+      const float e = mx == kNegInf ? 0.f : ex2(w[s] - mx);
+      w[s] = e;
+      sum += e;
+    }
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    for (int s = 0; s < S; ++s) w[s] *= inv;
+  }
+  __syncthreads();
+  constexpr int kC = kD / 4;  // float4 columns per row
+  const int items = nrows * kC;
+  for (int i = threadIdx.x; i < items; i += 256) {
+    const int i2 = i + 128;
+    const bool two = i2 < items;
+    const int ra = i / kC, rb = two ? i2 / kC : ra;
+    const int da = (i % kC) * 4, db = two ? (i2 % kC) * 4 : da;
+    const int64_t oa = out_row(p, b, hkv, row0 + ra), ob = out_row(p, b, hkv, row0 + rb);
+    const float* pa = p.o_part + oa * kD + da;
+    const float* pb = p.o_part + ob * kD + db;
+    const float* wa = wbuf + ra * S;
+    const float* wb = wbuf + rb * S;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f), y = x;
+#pragma unroll 8
+    for (int s = 0; s < S; ++s) {
+      const int64_t off = s * rows_total * kD;
+      const float4 u = __ldcg(reinterpret_cast<const float4*>(pa + off));
+      const float4 v = __ldcg(reinterpret_cast<const float4*>(pb + off));
+      const float fa = wa[s], fb = wb[s];
+      x.x += fa * u.x; x.y += fa * u.y; x.z += fa * u.z; x.w += fa * u.w;
+      y.x += fb * v.x; y.y += fb * v.y; y.z += fb * v.z; y.w += fb * v.w;
+    }
+    *reinterpret_cast<uint2*>(static_cast<T*>(p.o) + oa * kD + da) =
+        make_uint2(Mma<T>::pack(x.x, x.y), Mma<T>::pack(x.z, x.w));
+    if (two)
+      *reinterpret_cast<uint2*>(static_cast<T*>(p.o) + ob * kD + db) =
+          make_uint2(Mma<T>::pack(y.x, y.y), Mma<T>::pack(y.z, y.w));
   }
 }
 
@@ -288,6 +371,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
       if (ra < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, ra), 8 * j + 2 * t4, o[j][0] * inv_a, o[j][1] * inv_a, lse_a, j == 0 && t4 == 0);
       if (rb < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, rb), 8 * j + 2 * t4, o[j][2] * inv_b, o[j][3] * inv_b, lse_b, j == 0 && t4 == 0);
     }
+    if (p.fused) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem));
     return;
   }
   // decode form: merge the 4 warps' partial (m, l, O) for the CTA's 16 rows through shared memory
@@ -327,6 +411,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     const float inv = l > 0.f ? 1.f / l : 0.f;
     write_row<T, kD>(p, out_row(p, b, hkv, row0 + r), d, x0 * inv, x1 * inv, l > 0.f ? mx + log2f(l) : kNegInf, d == 0);
   }
+  if (p.fused) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem));
 }
 
 // out[row] = sum_s 2^(lse_s - M) O_s / sum_s 2^(lse_s - M); rows no split saw -> zeros.
@@ -416,7 +501,13 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   if (decode) {
     // As many splits as fit in ONE wave of resident CTAs (a second, partial wave would leave most SMs
     // idle while it drains); splits of at least 256 keys, at most 128 of them.
-    const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, warp_split, s.dtype);
+    // TESSERA_ATTN_SPLIT_WAVES (tuning knob, default 1): size the splits to that many waves instead.
+    static const int waves = [] {
+      const char* e = std::getenv("TESSERA_ATTN_SPLIT_WAVES");
+      const int w = e ? std::atoi(e) : 1;
+      return w >= 1 && w <= 8 ? w : 1;
+    }();
+    const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, warp_split, s.dtype) * waves;
     splits = int(std::max<int64_t>(1, std::min<int64_t>({slots / base_ctas, (kv_vis + 255) / 256, 128})));
   }
   constexpr int kTile = 64;
@@ -431,15 +522,52 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
               : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
   }
   const int64_t rows_total = s.B * s.Hq * s.Sq;
+  // Combine: fused into the last CTA of each column (no second launch) for the 16-row warp-split form, where
+  // a column has <= 16 rows to merge; the separate kernel for 64-row CTAs, whose one-CTA merge of up to 64
+  // rows measured slower than a parallel kernel (cuda/dev/NOTES.md, v5). TESSERA_ATTN_DECODE_COMBINE=kernel
+  // or =fused forces one (A/B measurements). Counters cover kMaxSplitTiles columns.
+  static const int combine_mode = [] {
+    const char* e = std::getenv("TESSERA_ATTN_DECODE_COMBINE");
+    if (e && std::string(e) == "kernel") return 1;
+    if (e && std::string(e) == "fused") return 2;
+    return 0;
+  }();
+  p.fused = base_ctas <= kMaxSplitTiles && (combine_mode == 2 || (combine_mode == 0 && warp_split)) ? 1 : 0;
+  // Workspace: a grow-only buffer kept across calls (no allocator work in the stream per call; at most
+  // ~slots * 64 rows * (D + 1) floats, < 10 MB); launches are ordered on the one backend stream.
+  // TESSERA_ATTN_DECODE_WS=async: cudaMallocAsync/cudaFreeAsync per call instead (the v4 behaviour).
+  static const bool ws_async = [] {
+    const char* e = std::getenv("TESSERA_ATTN_DECODE_WS");
+    return e && std::string(e) == "async";
+  }();
+  static void* ws_keep = nullptr;
+  static size_t ws_keep_bytes = 0;
   void* ws = nullptr;
   const size_t ws_bytes = size_t(p.splits) * rows_total * (s.D + 1) * sizeof(float);
-  Status st = status_from_cuda(cudaMallocAsync(&ws, ws_bytes, stream), "attention (split-KV workspace)");
-  if (!st.ok()) return st;
+  Status st;
+  if (ws_async) {
+    st = status_from_cuda(cudaMallocAsync(&ws, ws_bytes, stream), "attention (split-KV workspace)");
+    if (!st.ok()) return st;
+  } else {
+    if (ws_bytes > ws_keep_bytes) {
+      if (ws_keep) {
+        st = status_from_cuda(cudaStreamSynchronize(stream), "attention (split-KV workspace)");
+        if (!st.ok()) return st;
+        cudaFree(ws_keep);
+        ws_keep = nullptr;
+        ws_keep_bytes = 0;
+      }
+      st = status_from_cuda(cudaMalloc(&ws_keep, ws_bytes), "attention (split-KV workspace)");
+      if (!st.ok()) return st;
+      ws_keep_bytes = ws_bytes;
+    }
+    ws = ws_keep;
+  }
   p.o_part = static_cast<float*>(ws);
   p.lse_part = p.o_part + size_t(p.splits) * rows_total * s.D;
   st = bf ? launch_mma_d<__nv_bfloat16>(p, int(s.D), warp_split, grid, stream)
           : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
-  if (st.ok()) {
+  if (st.ok() && !p.fused) {
     const int threads = int(std::min<int64_t>(s.D, 256));
     if (bf) {
       attn_combine_kernel<__nv_bfloat16><<<unsigned(rows_total), threads, 0, stream>>>(
@@ -450,7 +578,7 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
     }
     st = status_from_cuda(cudaGetLastError(), "attention (combine launch)");
   }
-  cudaFreeAsync(ws, stream);  // stream-ordered: freed after the combine ran
+  if (ws_async) cudaFreeAsync(ws, stream);  // stream-ordered: freed after the combine ran
   return st;
 }
 

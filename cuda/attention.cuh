@@ -11,6 +11,7 @@
 //           (H100/H200, D == Dv in {64, 128}, scale > 0: sm90s3 at D=128, sm90w3 at D=64); else mma
 //   mma     FA2-style mma.sync kernel, any sm_80+ GPU, D == Dv in {64, 128, 256}, any scale
 //   decode  the mma kernel in split-KV form (flash decoding): KV cut among CTAs and warps, then combined
+//           (by the last CTA of each column to finish for <= 16 packed rows, else by a second kernel)
 //   sm90    TMA + wgmma, producer/consumer warpgroups, intra-warpgroup softmax/GEMM overlap
 //   sm90pp  sm90 plus ping-pong scheduling of the two consumer warpgroups
 //   sm90s3  sm90pp with one more K/V stage (3 at D=128, 4 at D=64): the default at D=128

@@ -4,7 +4,7 @@
 // print prefill and decode tokens/s and where the time went (per-kernel totals from T.profile).
 //
 //   node examples/generate.js ["prompt"] [--model DIR] [--max N] [--temperature T] [--top-k K] [--top-p P]
-//                             [--seed S] [--backend cpu|js] [--dtype float32|bfloat16|float16]
+//                             [--seed S] [--backend cpu|js|cuda] [--dtype float32|bfloat16|float16]
 'use strict';
 const path = require('path');
 const T = require('..');
@@ -18,7 +18,7 @@ function parseArgs(argv) {
       const v = argv[++i];
       o[names[a]] = ['model', 'backend', 'dtype'].includes(names[a]) ? v : Number(v);
     } else if (a === '-h' || a === '--help') {
-      console.log('usage: node examples/generate.js ["prompt"] [--model DIR] [--max N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend cpu|js] [--dtype D]');
+      console.log('usage: node examples/generate.js ["prompt"] [--model DIR] [--max N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend cpu|js|cuda] [--dtype D]');
       process.exit(0);
     } else o.prompt = a;
   }

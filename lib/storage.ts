@@ -20,6 +20,20 @@ export interface DeviceTable {
   download(handle: unknown, dst: HostArray): void;
   downloadAsync(handle: unknown, dst: HostArray): Promise<void>;
   copy(dst: unknown, src: unknown, bytes: number): void;
+  /**
+   * dst view := src view (same shape, any strides and element offsets, src converted to dst's dtype),
+   * queued on the device; false when the device has no kernel for these dtypes (callers go through the host).
+   */
+  copyView?(dst: DeviceView, src: DeviceView): boolean;
+}
+
+/** A strided view of device storage as copyView() takes it (offset and strides in elements). */
+export interface DeviceView {
+  handle: unknown;
+  dtype: DType;
+  offset: number;
+  shape: readonly number[];
+  strides: readonly number[];
 }
 
 const deviceTables = new Map<Device, DeviceTable>();

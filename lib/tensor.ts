@@ -341,8 +341,48 @@ export class Tensor {
   contiguous(): Tensor {
     this._check('contiguous');
     if (this.isContiguous() && this.offset === 0 && this._s.numel === this.size) return this._alias();
+    const d = this._deviceCopy(this.dtype, 'contiguous');
+    if (d) return d;
     return toDevice(Tensor._fromHost(this.dtype, this.shape, this._hostContiguous('contiguous')), this.device, 'contiguous');
   }
+  /** A contiguous copy in dtype made on this tensor's (non-host) device, or null where it has no kernel for it. */
+  private _deviceCopy(dtype: DType, op: string): Tensor | null {
+    if (this.device === 'cpu' || !deviceTable(this.device, op).copyView) return null;
+    const out = new Tensor(StorageBlock.device(this.device, dtype, this.size, op), this.shape);
+    if (out._copyView(this, op)) return out;
+    out.dispose();
+    return null;
+  }
+  private _copyView(src: Tensor, op: string): boolean {
+    const v = (t: Tensor) => ({ handle: t._s.handle, dtype: t.dtype, offset: t.offset, shape: t.shape, strides: t.strides });
+    const table = deviceTable(this.device, op);
+    return table.copyView ? table.copyView(v(this), v(src)) : false;
+  }
+
+  /**
+   * Copies src (same shape and device; converted to this dtype) into this tensor's elements in place, as
+   * torch's copy_: writing into a view writes the storage it views (e.g. new rows of a KV cache). On a
+   * device it is one kernel, no host round trip. Returns this.
+   */
+  copy_(src: Tensor): this {
+    this._check('copy_');
+    assertTensor(src, 'copy_', 'src');
+    if (src.device !== this.device) throw new TesseraError('E_DEVICE', 'copy_', `src is on ${src.device}, this tensor on ${this.device}`);
+    if (src.ndim !== this.ndim || src.shape.some((d, i) => d !== this.shape[i])) {
+      throw new TesseraError('E_SHAPE', 'copy_', `src ${fmtShape(src.shape)} does not match ${fmtShape(this.shape)}`);
+    }
+    if (dtypeInfo(this.dtype).isPacked || dtypeInfo(src.dtype).isPacked) throw new TesseraError('E_DTYPE', 'copy_', 'packed int4/uint4 tensors cannot be written in place');
+    if (this.size === 0) return this;
+    if (this.device !== 'cpu') {
+      if (this._copyView(src, 'copy_')) return this;
+      throw new TesseraError('E_DTYPE', 'copy_', `no ${this.device} copy from ${src.dtype} to ${this.dtype}`);
+    }
+    let data = src._hostContiguous('copy_');
+    if (src.dtype !== this.dtype) data = castStorage(src.dtype, this.dtype, data, src.size);
+    scatterStrided(this._s.host as HostArray, this.shape, this.strides, this.offset, data);
+    return this;
+  }
+
   /** A new tensor handle sharing this one's storage (its own dispose()). */
   private _alias(): Tensor {
     return new Tensor(this._s, this.shape, this.strides, this.offset);
@@ -364,6 +404,10 @@ export class Tensor {
       if (target.device !== undefined) device = checkDevice(target.device, 'to');
     } else throw new TesseraError('E_TYPE', 'to', `target must be a dtype, a device or { dtype, device }, got ${describe(target)}`);
     if (dtype === this.dtype && device === this.device) return this._alias();
+    if (device === this.device) {
+      const d = this._deviceCopy(dtype, 'to');
+      if (d) return d;
+    }
     let host = this._hostContiguous('to');
     if (dtype !== this.dtype) host = castStorage(this.dtype, dtype, host, this.size);
     return toDevice(Tensor._fromHost(dtype, this.shape, host), device, 'to');
@@ -470,4 +514,29 @@ function gatherStrided(dtype: DType, src: HostArray, shape: readonly number[], s
     if (d < 0) break;
   }
   return out;
+}
+
+/** Writes contiguous src (storage format) into the strided view dst[shape, strides, offset]. */
+function scatterStrided(dst: HostArray, shape: readonly number[], strides: readonly number[], offset: number, src: HostArray): void {
+  const nd = shape.length;
+  const inner = nd ? shape[nd - 1] : 1;
+  const innerStride = nd ? strides[nd - 1] : 1;
+  const idx = new Array<number>(Math.max(nd - 1, 0)).fill(0);
+  const d = dst as unknown as { [i: number]: number };
+  const s = src as unknown as { [i: number]: number };
+  let off = offset;
+  let o = 0;
+  for (;;) {
+    for (let i = 0, p = off; i < inner; i++, p += innerStride) d[p] = s[o++];
+    let k = nd - 2;
+    for (; k >= 0; k--) {
+      if (++idx[k] < shape[k]) {
+        off += strides[k];
+        break;
+      }
+      off -= strides[k] * (shape[k] - 1);
+      idx[k] = 0;
+    }
+    if (k < 0) break;
+  }
 }

@@ -679,3 +679,18 @@ test('backends(), setBackend, getBackend, lastRun', (a) => {
   a.equal(t.backends()[0].detail.injected, undefined, 'backends() returns copies');
   a.end();
 });
+
+test('copy_ writes into a view in place (converting dtype); errors name the mismatch', (a) => {
+  const dst = t.zeros([2, 4, 3]);
+  const rows = dst.slice(1, 1, 3); // [2, 2, 3], strided: the KV-cache write pattern
+  rows.copy_(t.tensor([[[1, 2, 3], [4, 5, 6]], [[7, 8, 9], [10, 11, 12]]], { dtype: 'bfloat16' }).transpose(0, 1).transpose(0, 1));
+  rows.dispose();
+  a.deepEqual(Array.from(dst.toFloat32()), [0, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 7, 8, 9, 10, 11, 12, 0, 0, 0], 'rows 1..2 of each block written, the rest kept');
+  const col = dst.slice(2, 0, 1);
+  col.copy_(t.ones([2, 4, 1]).transpose(1, 2).transpose(1, 2));
+  a.deepEqual(Array.from(dst.toFloat32()).filter((_, i) => i % 3 === 0), new Array(8).fill(1), 'strided destination (a column)');
+  a.throws(() => col.copy_(t.ones([2, 4])), /E_SHAPE|does not match/, 'shape mismatch');
+  col.dispose();
+  dst.dispose();
+  a.end();
+});

@@ -6,9 +6,10 @@
  */
 import { TesseraError } from '../errors';
 import { QuantizedTensor } from '../ops/quant';
+import { Device } from '../storage';
 import { Tensor } from '../tensor';
 import { ModelConfig } from './config';
-import { KVCache } from './kvcache';
+import { KVCache, KVCacheOptions } from './kvcache';
 
 /** What a tensor is for ('linear' weights are the ones a decoder quantizes on request). */
 export type WeightRole = 'embedding' | 'linear' | 'lmHead' | 'norm' | 'bias';
@@ -33,12 +34,16 @@ export interface Decoder {
   forward(ids: Int32Array, cache: KVCache | null, lastOnly: boolean): Tensor;
   /** bytes of the weights it holds */
   weightBytes(): number;
+  /** where and in which dtype its KV caches live (default: host, float32) */
+  cacheOptions?(): KVCacheOptions;
   dispose(): void;
 }
 
 export interface BuildOptions {
   /** quantize the Linear weights ([out, in] -> quantize(w.transpose())) after any fusing */
   quantize?: 'int8' | 'int4' | 'float8_e4m3fn';
+  /** upload the (fused) weights to this device once; forward then runs there (default: host) */
+  device?: Device;
 }
 
 export interface Architecture {

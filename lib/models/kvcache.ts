@@ -4,11 +4,16 @@
  * layer in place, then advance(S). Attention reads the view [1, Hkv, length + S, D]; that view is strided
  * (each head's rows are maxLen apart), so the kernels gather it into a contiguous block per call: a copy
  * of 2 x layers x Hkv x length x D floats per token, small next to the weights a decode step reads.
+ *
+ * On a device (a model loaded with backend 'cuda') the cache lives in device memory, in the dtype the
+ * decoder's attention runs in (float32, or the half dtype of the weights when the flash kernel takes the
+ * shape), and write() is one device copy_ per tensor into the cache's slice: no host round trip.
  */
 import { TesseraError } from '../errors';
-import { castStorage } from '../dtype';
+import { DType, castStorage, storageBytes } from '../dtype';
 import { hostStorage } from '../backends/host';
 import { zeros } from '../creation';
+import { Device } from '../storage';
 import { Tensor } from '../tensor';
 
 export interface KVShape {
@@ -17,8 +22,16 @@ export interface KVShape {
   headDim: number;
 }
 
+/** Where the cache lives and in which dtype (default: host memory, float32). */
+export interface KVCacheOptions {
+  device?: Device;
+  dtype?: DType;
+}
+
 export class KVCache {
   readonly maxLen: number;
+  readonly device: Device;
+  readonly dtype: DType;
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
@@ -28,20 +41,23 @@ export class KVCache {
   private readonly v: Tensor[];
   private disposed = false;
 
-  constructor(shape: KVShape, maxLen: number) {
+  constructor(shape: KVShape, maxLen: number, options: KVCacheOptions = {}) {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new TesseraError('E_ARG', 'KVCache', `maxLen must be a positive integer, got ${maxLen}`);
     this.maxLen = maxLen;
     this.numLayers = shape.numLayers;
     this.numKvHeads = shape.numKvHeads;
     this.headDim = shape.headDim;
+    this.device = options.device ?? 'cpu';
+    this.dtype = this.device === 'cpu' ? 'float32' : options.dtype ?? 'float32';
     const dims = [1, shape.numKvHeads, maxLen, shape.headDim];
-    this.k = Array.from({ length: shape.numLayers }, () => zeros(dims));
-    this.v = Array.from({ length: shape.numLayers }, () => zeros(dims));
+    const make = () => zeros(dims, { dtype: this.dtype, device: this.device });
+    this.k = Array.from({ length: shape.numLayers }, make);
+    this.v = Array.from({ length: shape.numLayers }, make);
   }
 
   /** Bytes held by the cache. */
   get bytes(): number {
-    return 2 * this.numLayers * this.numKvHeads * this.maxLen * this.headDim * 4;
+    return 2 * this.numLayers * storageBytes(this.dtype, this.numKvHeads * this.maxLen * this.headDim);
   }
 
   private check(op: string): void {
@@ -64,6 +80,16 @@ export class KVCache {
     for (const [src, dst] of [[k, this.k[layer]], [v, this.v[layer]]] as const) {
       if (src.ndim !== 4 || src.shape[1] !== this.numKvHeads || src.shape[3] !== D) {
         throw new TesseraError('E_SHAPE', 'KVCache.write', `expected [1, ${this.numKvHeads}, S, ${D}], got [${src.shape.join(', ')}]`);
+      }
+      if (this.device !== 'cpu') {
+        // rows length .. length + S - 1 of every head: one strided device copy (converting to the cache dtype)
+        const rows = dst.slice(2, this.length, this.length + S);
+        try {
+          rows.copy_(src);
+        } finally {
+          rows.dispose();
+        }
+        continue;
       }
       let data = hostStorage(src);
       if (src.dtype !== 'float32') data = castStorage(src.dtype, 'float32', data, src.size);

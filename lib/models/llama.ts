@@ -17,11 +17,22 @@
  * float32 throughout (bf16/f16 weights are widened by the kernels), so a bf16 checkpoint computes what
  * PyTorch computes for the same weights cast to float32. Every intermediate is disposed as soon as it is
  * used, so memory() stays flat across decode steps.
+ *
+ * On a device (loadModel(dir, { backend: 'cuda' })) the fused weights are uploaded once and every op of a
+ * step runs there; only the ids go up and the logits come down. The KV cache lives on the device and is
+ * written in place (KVCache.write: one strided copy per tensor). Attention runs in the weights' half dtype
+ * through the device's fused flash kernel when it takes the shape (q/k/v rounded to bf16/f16: expect
+ * bf16-sized differences, see test/model.test.js), else in float32 composed from matmul + softmax (the
+ * device has no float32 attention kernel; composing it keeps the step free of host round trips).
  */
 import { tensor, zeros } from '../creation';
 import { TesseraError } from '../errors';
+import { DType } from '../dtype';
 import { add, mul, silu } from '../ops/elementwise';
-import { attention, linear } from '../ops/linalg';
+import { attention, linear, matmul } from '../ops/linalg';
+import { softmax } from '../ops/reduce';
+import { BackendName, getKernel } from '../registry';
+import { Device } from '../storage';
 import { cat, embedding, rmsNorm, rope } from '../ops/nn';
 import { QuantizedTensor, qmatmul, quantize } from '../ops/quant';
 import { Tensor } from '../tensor';
@@ -93,6 +104,12 @@ export class LlamaDecoder implements Decoder {
   private readonly layers: Layer[];
   private readonly invFreq: Float64Array;
   private readonly owned: Weight[] = [];
+  /** where the weights live and the step runs */
+  private readonly device: Device;
+  /** dtype of q/k/v in attention and of the KV cache (float32 on the host) */
+  private readonly attnDtype: DType;
+  /** 1/sqrt(head_dim) as a device scalar (composed attention), or null */
+  private readonly scale: Tensor | null = null;
 
   /** Takes ownership of the float weights; fuses q/k/v and gate/up, then quantizes Linears on request. */
   constructor(cfg: ModelConfig, w: Map<string, Tensor>, options: BuildOptions = {}) {
@@ -102,7 +119,13 @@ export class LlamaDecoder implements Decoder {
       if (!t) throw new TesseraError('E_IO', 'loadModel', `internal: weight ${n} was not loaded`);
       return t;
     };
+    this.device = options.device ?? 'cpu';
     const own = <T extends Weight>(t: T): T => {
+      if (this.device !== 'cpu' && t instanceof Tensor && t.device !== this.device) {
+        const d = t.to(this.device) as T;
+        t.dispose();
+        t = d;
+      }
       this.owned.push(t);
       return t;
     };
@@ -131,6 +154,7 @@ export class LlamaDecoder implements Decoder {
     this.embed = own(take('model.embed_tokens.weight'));
     this.norm = own(take('model.norm.weight'));
     this.lmHead = cfg.tieWordEmbeddings || !w.has('lm_head.weight') ? this.embed : own(take('lm_head.weight'));
+    this.attnDtype = 'float32';
     this.layers = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
@@ -144,6 +168,53 @@ export class LlamaDecoder implements Decoder {
       });
     }
     this.invFreq = ropeInvFreqFor(cfg.rope, cfg.headDim);
+    if (this.device !== 'cpu') {
+      const wd = this.layers[0]?.qkv.w.dtype;
+      if ((wd === 'bfloat16' || wd === 'float16') && this.flashTakes(wd)) this.attnDtype = wd;
+      this.scale = tensor(1 / Math.sqrt(cfg.headDim), { dtype: 'float32', device: this.device });
+    }
+  }
+
+  /** Does the device's fused attention kernel take this model's heads in dtype (probed on a 1-token step)? */
+  private flashTakes(dtype: DType): boolean {
+    const k = getKernel('attention', this.device as BackendName);
+    if (!k?.supports) return false;
+    const { numHeads: Hq, numKvHeads: Hkv, headDim: D } = this.cfg;
+    const q = zeros([1, Hq, 1, D], { dtype, device: this.device });
+    const kv = zeros([1, Hkv, 1, D], { dtype, device: this.device });
+    try {
+      const attrs = { causal: true, scale: 1 / Math.sqrt(D), kvOffset: 0, hasMask: false, outDtype: dtype, B: 1, Hq, Hkv, Sq: 1, Sk: 1, D, Dv: D };
+      return k.supports([q, kv, kv], attrs) === true;
+    } finally {
+      q.dispose();
+      kv.dispose();
+    }
+  }
+
+  cacheOptions(): { device: Device; dtype: DType } {
+    return { device: this.device, dtype: this.attnDtype };
+  }
+
+  /**
+   * Causal attention on the device: the fused kernel in the half dtype (k, v gathered dense from the cache
+   * views), else float32 from primitives, q's G = Hq / Hkv heads per kv head batched as rows:
+   * softmax(q kᵀ · scale + mask) v with the mask [S, L] (-1e30 above the diagonal; none for S = 1).
+   */
+  private deviceAttention(q: Tensor, k: Tensor, v: Tensor, past: number, mask: Tensor | null, sc: Scope): Tensor {
+    if (q.dtype !== 'float32') {
+      const kd = k.isContiguous() ? k : sc.t(k.contiguous());
+      const vd = v.isContiguous() ? v : sc.t(v.contiguous());
+      return sc.t(attention(q, kd, vd, { causal: true, kvOffset: past }));
+    }
+    const [, Hq, S, D] = q.shape;
+    const Hkv = k.shape[1];
+    const L = k.shape[2];
+    const G = Hq / Hkv;
+    const q5 = sc.t(q.reshape(1, Hkv, G * S, D));
+    const scores = sc.t(mul(sc.t(matmul(q5, sc.t(k.transpose(2, 3)))), this.scale!));
+    const masked = mask ? sc.t(add(sc.t(scores.reshape(1, Hkv, G, S, L)), mask)) : scores;
+    const p = sc.t(sc.t(softmax(masked, -1)).reshape(1, Hkv, G * S, L));
+    return sc.t(sc.t(matmul(p, v)).reshape(1, Hq, S, D));
   }
 
   weightBytes(): number {
@@ -158,7 +229,8 @@ export class LlamaDecoder implements Decoder {
       throw new TesseraError('E_ARG', 'forward', `the KV cache holds ${cache.length} of ${cache.maxLen} tokens; ${S} more do not fit`);
     }
     const ropeOpts = { offset: past, invFreq: this.invFreq };
-    const idT = tensor(ids, { dtype: 'int32', shape: [1, S] });
+    const dev = this.device !== 'cpu';
+    const idT = tensor(ids, { dtype: 'int32', shape: [1, S], device: this.device });
     let x = embedding(idT, this.embed);
     idT.dispose();
     if (x.dtype !== 'float32') {
@@ -167,12 +239,20 @@ export class LlamaDecoder implements Decoder {
       x = f;
     }
     const sc = new Scope();
+    let mask: Tensor | null = null;
+    if (dev && this.attnDtype === 'float32' && S > 1) {
+      const L = past + S;
+      const m = new Float32Array(S * L);
+      for (let i = 0; i < S; i++) m.fill(-1e30, i * L + past + i + 1, (i + 1) * L);
+      mask = tensor(m, { shape: [S, L], device: this.device });
+    }
     try {
       for (let li = 0; li < this.layers.length; li++) {
         const L = this.layers[li];
         const h = sc.t(rmsNorm(x, L.inNorm, eps));
         // [1, S, (Hq + 2 Hkv) D] viewed as [1, S, Hq + 2 Hkv, D]; q, k, v are head ranges of it
-        const qkv = sc.t(sc.t(applyLinear(h, L.qkv)).reshape(1, S, Hq + 2 * Hkv, D));
+        let qkv = sc.t(sc.t(applyLinear(h, L.qkv)).reshape(1, S, Hq + 2 * Hkv, D));
+        if (qkv.dtype !== this.attnDtype) qkv = sc.t(qkv.to(this.attnDtype));
         const heads = (from: number, n: number) => sc.t(sc.t(qkv.slice(2, from, from + n)).transpose(1, 2));
         const q = sc.t(rope(heads(0, Hq), ropeOpts));
         const k = sc.t(rope(heads(Hq, Hkv), ropeOpts));
@@ -185,8 +265,9 @@ export class LlamaDecoder implements Decoder {
           kAll = sc.t(kv.k);
           vAll = sc.t(kv.v);
         }
-        const a = sc.t(attention(q, kAll, vAll, { causal: true, kvOffset: past }));
-        const merged = sc.t(sc.t(a.transpose(1, 2)).reshape(1, S, Hq * D));
+        const a = dev ? this.deviceAttention(q, kAll, vAll, past, mask, sc) : sc.t(attention(q, kAll, vAll, { causal: true, kvOffset: past }));
+        let merged = sc.t(sc.t(a.transpose(1, 2)).reshape(1, S, Hq * D));
+        if (merged.dtype !== 'float32') merged = sc.t(merged.to('float32'));
         const o = sc.t(applyLinear(merged, L.o));
         const x1 = add(x, o);
         x.dispose();
@@ -206,19 +287,22 @@ export class LlamaDecoder implements Decoder {
       const last = lastOnly && S > 1 ? sc.t(x.slice(1, S - 1, S)) : x;
       const hn = sc.t(rmsNorm(last, this.norm, eps));
       const logits = linear(hn, this.lmHead);
-      if (logits.dtype === 'float32') return logits;
-      const f = logits.to('float32');
+      if (logits.dtype === 'float32' && !dev) return logits;
+      // the one copy to the host of a device step
+      const f = logits.to({ dtype: 'float32', device: 'cpu' });
       logits.dispose();
       return f;
     } finally {
       sc.dispose();
       x.dispose();
+      mask?.dispose();
     }
   }
 
   dispose(): void {
     for (const w of this.owned) w.dispose();
     this.owned.length = 0;
+    this.scale?.dispose();
   }
 }
 

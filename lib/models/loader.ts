@@ -9,6 +9,10 @@
  * (options.dtype) or quantized (options.quantize: the decoder's Linear weights [out, in] become
  * quantize(w.transpose()) for qmatmul; embeddings, norms and a tied lm_head stay float). A progress bar
  * is drawn on stderr when it is a TTY and the checkpoint is large.
+ *
+ * With a device backend (backend: 'cuda') the fused weights are uploaded once, in the dtype they were
+ * loaded in; the decoder then runs every op of a step on the device, keeps its KV caches there, and only
+ * the logits come back to the host (see llama.ts).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -108,7 +112,8 @@ export class Model {
     if (!Number.isInteger(maxLen) || maxLen < 1 || maxLen > this.maxLength) {
       throw new TesseraError('E_ARG', 'newCache', `maxLen must be an integer in [1, ${this.maxLength}], got ${describe(maxLen)}`);
     }
-    return new KVCache({ numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim }, maxLen);
+    const where = this.body('newCache').cacheOptions?.() ?? {};
+    return new KVCache({ numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, headDim: this.config.headDim }, maxLen, where);
   }
 
   /**
@@ -216,13 +221,15 @@ function checkLoadOptions(o: unknown): LoadOptions {
     if (!(BACKEND_ORDER as readonly string[]).includes(r.backend)) throw new TesseraError('E_BACKEND', OP, `options.backend must be one of ${BACKEND_ORDER.join(', ')}, got ${describe(r.backend)}`);
     const b = backends().find((x) => x.name === r.backend)!;
     if (!b.available) throw new TesseraError('E_BACKEND', OP, `backend '${r.backend}' is unavailable: ${b.reason}`);
-    if (b.device !== 'cpu') throw new TesseraError('E_BACKEND', OP, `backend '${r.backend}' works on device tensors; models run on host memory for now (use 'cpu' or 'js')`);
   }
   if (r.dtype !== undefined && !['float32', 'float16', 'bfloat16'].includes(r.dtype)) {
     throw new TesseraError('E_DTYPE', OP, `options.dtype must be float32, float16 or bfloat16, got ${describe(r.dtype)}`);
   }
   if (r.quantize !== undefined && !['int8', 'int4', 'float8_e4m3fn'].includes(r.quantize)) {
     throw new TesseraError('E_DTYPE', OP, `options.quantize must be int8, int4 or float8_e4m3fn, got ${describe(r.quantize)}`);
+  }
+  if (r.quantize !== undefined && r.backend !== undefined && backends().find((x) => x.name === r.backend)!.device !== 'cpu') {
+    throw new TesseraError('E_ARG', OP, `options.quantize runs on host backends only (cpu, js), not on '${r.backend}'`);
   }
   return r;
 }
@@ -279,7 +286,8 @@ export async function loadModel(dir: string, options?: LoadOptions): Promise<Mod
       weights.set(s.name, t);
     }
     bar.end();
-    const decoder = withBackend(o.backend ?? null, () => arch.build(cfg, weights, { quantize: o.quantize }));
+    const device = o.backend ? backends().find((x) => x.name === o.backend)!.device : 'cpu';
+    const decoder = withBackend(o.backend ?? null, () => arch.build(cfg, weights, { quantize: o.quantize, device }));
     weights.clear(); // the decoder owns them now
     const maxLength = arch.maxLength ? arch.maxLength(cfg) : cfg.maxPositionEmbeddings;
     return new Model({

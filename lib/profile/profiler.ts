@@ -86,6 +86,11 @@ export function setDeviceTimer(backend: BackendName, timer: DeviceTimer | null):
   else timers.delete(backend);
 }
 
+/** @internal the DeviceTimer registered for a backend, if any (tests: is cuda event-timed here?) */
+export function getDeviceTimer(backend: BackendName): DeviceTimer | undefined {
+  return timers.get(backend);
+}
+
 let cudaSync: (() => void) | null | undefined;
 function deviceSync(device: Device): void {
   if (device !== 'cuda') return;

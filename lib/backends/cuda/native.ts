@@ -12,6 +12,12 @@ export interface CudaBuffer {
   readonly [cudaBufferBrand]: true;
 }
 
+declare const cudaEventBrand: unique symbol;
+/** A CUDA event recorded on the backend stream (an External from eventRecord()). */
+export interface CudaEvent {
+  readonly [cudaEventBrand]: true;
+}
+
 /** Host memory the copies accept: any TypedArray (not a DataView), the whole of it is copied. */
 export type HostArray =
   | Int8Array
@@ -105,6 +111,16 @@ export interface CudaBinding {
   attentionUnsupported(params: CudaAttentionParams): string;
   /** Benchmarks attention(): milliseconds of each of `iters` launches (CUDA events) after `warmup` runs. */
   attentionTime(q: CudaBuffer, k: CudaBuffer, v: CudaBuffer, out: CudaBuffer, params: CudaAttentionParams, iters: number, warmup: number): { variant: string; ms: number[] };
+  // ---- CUDA events for the profiler's device timer (cuda/events.cu; timer.ts). Optional: an addon built
+  // before they existed still loads, and then cuda ops are profiled host-timed ('host-sync').
+  /** Records an event on the backend stream (from a pool) and returns its handle. */
+  eventRecord?(): CudaEvent;
+  /** Nanoseconds from a to b on the device; waits for b to complete. E_DISPOSED for a released handle. */
+  eventElapsedNs?(a: CudaEvent, b: CudaEvent): number;
+  /** Returns the event to the pool (idempotent); the GC does it for a forgotten handle. */
+  eventRelease?(h: CudaEvent): void;
+  /** Events idle in the pool and handed out (not released). */
+  eventPoolStats?(): { idle: number; live: number };
 }
 
 /** attention() arguments: [B, H, S, D] contiguous views at element offsets; see cuda/attention.cuh. */

@@ -6,10 +6,12 @@
  */
 import { TesseraError } from '../../errors';
 import { setBackendInfo } from '../../registry';
-import { registerDevice } from '../../storage';
-import { CudaBinding, loadCudaBinding } from './native';
-import { registerCudaOps } from './ops';
+import { DeviceView, registerDevice } from '../../storage';
+import { CudaBinding, CudaBuffer, loadCudaBinding } from './native';
+import { CUDA_DTYPE, registerCudaOps } from './ops';
 import { registerCudaAttention } from './attention';
+import { createCudaEventTimer } from './timer';
+import { setDeviceTimer } from '../../profile/profiler';
 
 function wrapOom<T>(op: string, f: () => T): T {
   try {
@@ -40,7 +42,20 @@ export function registerCudaBackend(): void {
       await cb.memcpyDtoHAsync(dst, h as never, 0);
     },
     copy: (dst, src, bytes) => wrapOom('copy', () => cb.memcpyDtoD(dst as never, 0, src as never, 0, bytes)),
+    copyView: (dst, src) => {
+      const dd = CUDA_DTYPE[dst.dtype];
+      const sd = CUDA_DTYPE[src.dtype];
+      if (dd === undefined || sd === undefined || dst.shape.length > 8) return false;
+      // copyStrided converts between float dtypes; other pairs are bit copies of one dtype
+      if (dd !== sd && !(dd <= 2 && sd <= 2)) return false;
+      const ref = (v: DeviceView, dt: number) => ({ h: v.handle as CudaBuffer, dt, off: v.offset, shape: v.shape, strides: v.strides });
+      wrapOom('copy_', () => cb.copyStrided(ref(dst, dd), ref(src, sd)));
+      return true;
+    },
   });
   registerCudaOps(cb);
   registerCudaAttention(cb);
+  // profile() times cuda kernels with CUDA events on the stream when the addon has them (timer.ts)
+  const timer = createCudaEventTimer(cb);
+  if (timer) setDeviceTimer('cuda', timer);
 }
