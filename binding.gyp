@@ -15,7 +15,11 @@
         "native/gemm.cc",
         "native/gemm_avx2.cc",
         "native/attention.cc",
-        "native/attention_avx2.cc"
+        "native/attention_avx2.cc",
+        "native/spmm.cc",
+        "native/spmm_avx2.cc",
+        "native/qgemm.cc",
+        "native/qgemm_avx2.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -5,6 +5,10 @@
 //   matmulF32Async(...same) -> Promise<void>
 //   attentionF32(q, k, v, out, B, Hq, Hkv, Sq, Sk, D, Dv, scale, causal, kvOffset)
 //   attentionF32Async(...same) -> Promise<void>
+//   spmmCsrF32(rowPtr, colIdx, values, b, out, M, K, N, nnz), spmmCsrF32Async(...same)
+//   spmm24F32(values, meta, b, out, M, K, N), spmm24F32Async(...same)
+//   qgemmPrepack(qdtype, K, N, groupSize, perTensor, values, scales, zeros) -> packed
+//   qgemm(packed, x, out, M, xDtype), qgemmAsync(...same) -> Promise<void>
 // Every argument is validated here (args.h) even though the TS layer validates
 // too. Async forms run the kernel on a libuv worker thread (which then fans out
 // to the thread pool) and keep references to the typed arrays until the promise
@@ -17,6 +21,7 @@
 #include <exception>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
@@ -26,6 +31,8 @@
 #include "attention.h"
 #include "cpu_features.h"
 #include "gemm.h"
+#include "qgemm.h"
+#include "spmm.h"
 #include "thread_pool.h"
 
 namespace tessera {
@@ -229,6 +236,339 @@ Napi::Value attention_f32_async(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// ---- spmm (sparse A @ dense B: CSR, 2:4) -----------------------------------------
+
+// Int32Array / Uint8Array arguments (index parts of a sparse matrix), checked as
+// strictly as float32_array checks a Float32Array.
+struct index_arg {
+  const void* data = nullptr;
+  uint64_t length = 0;  // elements
+  uint64_t bytes = 0;
+  Napi::Object object;
+};
+
+// "Float32Array", "a number", ... for error messages; never runs JS code.
+std::string value_kind(const Napi::Value& v) {
+  static const char* const typed[] = {"Int8Array",   "Uint8Array",   "Uint8ClampedArray", "Int16Array",
+                                      "Uint16Array", "Int32Array",   "Uint32Array",       "Float32Array",
+                                      "Float64Array", "BigInt64Array", "BigUint64Array"};
+  static const char* const kinds[] = {"undefined", "null",     "a boolean",   "a number", "a string",
+                                      "a symbol",  "an object", "a function", "an external", "a bigint"};
+  if (v.IsTypedArray()) {
+    const size_t t = static_cast<size_t>(v.As<Napi::TypedArray>().TypedArrayType());
+    return t < sizeof typed / sizeof *typed ? typed[t] : "a typed array";
+  }
+  const size_t t = static_cast<size_t>(v.Type());
+  return t < sizeof kinds / sizeof *kinds ? kinds[t] : "an unknown value";
+}
+
+index_arg index_array(const arg_reader& r, const Napi::CallbackInfo& info, size_t i,
+                      napi_typedarray_type want, const char* want_name, size_t elem_bytes) {
+  const Napi::Value v = info[i];
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  size_t byte_offset = 0;
+  if (!v.IsTypedArray() ||
+      napi_get_typedarray_info(info.Env(), v, &type, &length, &data, &buffer, &byte_offset) != napi_ok ||
+      type != want)
+    r.throw_type(r.label(i) + " must be " + want_name + ", got " + value_kind(v));
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(info.Env(), buffer, &detached) != napi_ok) detached = true;
+  if (detached) r.throw_type(r.label(i) + " is " + want_name + " whose ArrayBuffer is detached");
+  if (length > 0 && data == nullptr) r.throw_type(r.label(i) + " has no backing store");
+  return {data, length, length * elem_bytes, v.As<Napi::Object>()};
+}
+
+void require_count(const arg_reader& r, size_t i, uint64_t have, uint64_t needed, const char* formula) {
+  f32_arg counted;  // require_length reads only .length
+  counted.length = have;
+  r.require_length(i, counted, needed, formula);
+}
+
+// The output must share no byte with an index array either.
+void require_apart(const arg_reader& r, size_t i_out, const f32_arg& out, uint64_t out_len,
+                   size_t i_in, const index_arg& in) {
+  const uintptr_t o0 = reinterpret_cast<uintptr_t>(out.data);
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(in.data);
+  if (o0 < a0 + in.bytes && a0 < o0 + out_len * sizeof(float))
+    r.throw_range(r.label(i_out) + " overlaps " + r.label(i_in) +
+                  " in memory; the output must not share bytes with an input");
+}
+
+// Kernel-time structure errors become a RangeError (sync) or a rejection naming the call (async).
+void run_spmm_sync(Napi::Env env, const char* name, const char* format, const std::function<void()>& work) {
+  std::string bad;
+  run_sync(env, name, [&] {
+    try {
+      work();
+    } catch (const spmm_format_error& e) {
+      bad = e.what();
+    }
+  });
+  if (!bad.empty())
+    throw Napi::RangeError::New(env, std::string("tessera_cpu.") + name + ": invalid " + format + ": " + bad);
+}
+
+std::function<void()> spmm_async_work(const char* name, const char* format, std::function<void()> work) {
+  return [name, format, work = std::move(work)] {
+    try {
+      work();
+    } catch (const spmm_format_error& e) {
+      throw std::runtime_error(std::string(name) + ": invalid " + format + ": " + e.what());
+    }
+  };
+}
+
+struct spmm_csr_call {
+  index_arg row_ptr, col_idx;
+  f32_arg values, b, out;
+  spmm_csr_f32_args args;
+};
+
+spmm_csr_call parse_spmm_csr(const Napi::CallbackInfo& info, const char* name) {
+  const arg_reader r(info, name, {"rowPtr", "colIdx", "values", "b", "out", "M", "K", "N", "nnz"});
+  spmm_csr_call c;
+  c.row_ptr = index_array(r, info, 0, napi_int32_array, "an Int32Array", 4);
+  c.col_idx = index_array(r, info, 1, napi_int32_array, "an Int32Array", 4);
+  c.values = r.float32_array(2);
+  c.b = r.float32_array(3);
+  c.out = r.float32_array(4);
+  spmm_csr_f32_args& a = c.args;
+  a.m = r.integer(5, 1, k_max_dim, "[1, 2^31-1]");
+  a.k = r.integer(6, 1, k_max_dim, "[1, 2^31-1]");
+  a.n = r.integer(7, 1, k_max_dim, "[1, 2^31-1]");
+  a.nnz = r.integer(8, 0, k_max_dim, "[0, 2^31-1]");
+  const uint64_t need_b = size_mul(a.k, a.n);
+  const uint64_t need_out = size_mul(a.m, a.n);
+  require_count(r, 0, c.row_ptr.length, static_cast<uint64_t>(a.m) + 1, "M+1");
+  require_count(r, 1, c.col_idx.length, a.nnz, "nnz");
+  r.require_length(2, c.values, a.nnz, "nnz");
+  r.require_length(3, c.b, need_b, "K*N");
+  r.require_length(4, c.out, need_out, "M*N");
+  require_apart(r, 4, c.out, need_out, 0, c.row_ptr);
+  require_apart(r, 4, c.out, need_out, 1, c.col_idx);
+  r.require_disjoint(4, c.out, need_out, 2, c.values, a.nnz);
+  r.require_disjoint(4, c.out, need_out, 3, c.b, need_b);
+  a.row_ptr = static_cast<const int32_t*>(c.row_ptr.data);
+  a.col_idx = static_cast<const int32_t*>(c.col_idx.data);
+  a.values = c.values.data;
+  a.b = c.b.data;
+  // rowPtr in full here (O(M)); colIdx entry by entry inside the kernel (spmm.cc).
+  const std::string bad = csr_row_ptr_error(a.row_ptr, a.m, a.nnz);
+  if (!bad.empty()) r.throw_range(r.label(0) + " is not a CSR row pointer: " + bad);
+  return c;
+}
+
+Napi::Value spmm_csr_f32_sync(const Napi::CallbackInfo& info) {
+  const spmm_csr_call c = parse_spmm_csr(info, "spmmCsrF32");
+  run_spmm_sync(info.Env(), "spmmCsrF32", "CSR", [&] { spmm_csr_f32(c.out.data, c.args); });
+  return info.Env().Undefined();
+}
+
+Napi::Value spmm_csr_f32_async(const Napi::CallbackInfo& info) {
+  const spmm_csr_call c = parse_spmm_csr(info, "spmmCsrF32Async");
+  auto* w = new kernel_worker(
+      info.Env(), "tessera_cpu.spmmCsrF32Async",
+      spmm_async_work("spmmCsrF32Async", "CSR",
+                      [out = c.out.data, args = c.args] { spmm_csr_f32(out, args); }),
+      {c.row_ptr.object, c.col_idx.object, c.values.object, c.b.object, c.out.object});
+  Napi::Value p = w->promise();
+  w->Queue();
+  return p;
+}
+
+struct spmm_24_call {
+  index_arg meta;
+  f32_arg values, b, out;
+  spmm_24_f32_args args;
+};
+
+spmm_24_call parse_spmm_24(const Napi::CallbackInfo& info, const char* name) {
+  const arg_reader r(info, name, {"values", "meta", "b", "out", "M", "K", "N"});
+  spmm_24_call c;
+  c.values = r.float32_array(0);
+  c.meta = index_array(r, info, 1, napi_uint8_array, "a Uint8Array", 1);
+  c.b = r.float32_array(2);
+  c.out = r.float32_array(3);
+  spmm_24_f32_args& a = c.args;
+  a.m = r.integer(4, 1, k_max_dim, "[1, 2^31-1]");
+  a.k = r.integer(5, 1, k_max_dim, "[1, 2^31-1]");
+  a.n = r.integer(6, 1, k_max_dim, "[1, 2^31-1]");
+  const uint64_t groups = (static_cast<uint64_t>(a.k) + 3) / 4;
+  const uint64_t need_values = size_mul(a.m, 2 * groups);
+  const uint64_t need_meta = size_mul(a.m, (groups + 1) / 2);
+  const uint64_t need_b = size_mul(a.k, a.n);
+  const uint64_t need_out = size_mul(a.m, a.n);
+  r.require_length(0, c.values, need_values, "M*2*ceil(K/4)");
+  require_count(r, 1, c.meta.length, need_meta, "M*ceil(ceil(K/4)/2)");
+  r.require_length(2, c.b, need_b, "K*N");
+  r.require_length(3, c.out, need_out, "M*N");
+  r.require_disjoint(3, c.out, need_out, 0, c.values, need_values);
+  require_apart(r, 3, c.out, need_out, 1, c.meta);
+  r.require_disjoint(3, c.out, need_out, 2, c.b, need_b);
+  a.values = c.values.data;
+  a.meta = static_cast<const uint8_t*>(c.meta.data);
+  a.b = c.b.data;
+  return c;  // meta is validated by the kernel, row block by row block (spmm.cc)
+}
+
+Napi::Value spmm_24_f32_sync(const Napi::CallbackInfo& info) {
+  const spmm_24_call c = parse_spmm_24(info, "spmm24F32");
+  run_spmm_sync(info.Env(), "spmm24F32", "2:4 matrix", [&] { spmm_24_f32(c.out.data, c.args); });
+  return info.Env().Undefined();
+}
+
+Napi::Value spmm_24_f32_async(const Napi::CallbackInfo& info) {
+  const spmm_24_call c = parse_spmm_24(info, "spmm24F32Async");
+  auto* w = new kernel_worker(
+      info.Env(), "tessera_cpu.spmm24F32Async",
+      spmm_async_work("spmm24F32Async", "2:4 matrix",
+                      [out = c.out.data, args = c.args] { spmm_24_f32(out, args); }),
+      {c.values.object, c.meta.object, c.b.object, c.out.object});
+  Napi::Value p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// ---- qgemm (quantized weights) ----------------------------------------------------
+
+// Packed weights live behind a type-tagged External that owns a shared_ptr: JS cannot read or
+// forge them, and an async call holds its own shared_ptr, so GC never frees them mid-kernel.
+constexpr napi_type_tag k_qgemm_tag = {0x74657373657261ull, 0x7167656d6d706b31ull};
+
+struct qgemm_holder {
+  std::shared_ptr<const qgemm_packed> packed;
+};
+
+qgemm_dtype parse_qdtype(const arg_reader& r, const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsString()) r.throw_type(r.label(i) + " must be a string");
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  if (s == "int8") return qgemm_dtype::int8;
+  if (s == "int4") return qgemm_dtype::int4;
+  if (s == "uint4") return qgemm_dtype::uint4;
+  if (s == "float8_e4m3fn") return qgemm_dtype::fp8_e4m3fn;
+  r.throw_range(r.label(i) + " must be one of int8, int4, uint4, float8_e4m3fn");
+}
+
+Napi::Value qgemm_prepack_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "qgemmPrepack",
+                     {"qdtype", "K", "N", "groupSize", "perTensor", "values", "scales", "zeros"});
+  qgemm_weights w;
+  w.dtype = parse_qdtype(r, info, 0);
+  w.k = r.integer(1, 1, k_max_dim, "[1, 2^31-1]");
+  w.n = r.integer(2, 1, k_max_dim, "[1, 2^31-1]");
+  w.group_size = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
+  w.per_tensor = r.boolean(4);
+  if (w.group_size > w.k) r.throw_range(r.label(3) + " must be <= K (per-channel is groupSize = K)");
+  if (w.per_tensor && w.group_size != w.k) r.throw_range(r.label(3) + " must equal K when perTensor");
+  const bool four = w.dtype == qgemm_dtype::int4 || w.dtype == qgemm_dtype::uint4;
+  const index_arg values =
+      w.dtype == qgemm_dtype::int8 ? index_array(r, info, 5, napi_int8_array, "an Int8Array", 1)
+                                   : index_array(r, info, 5, napi_uint8_array, "a Uint8Array", 1);
+  const uint64_t kn = size_mul(w.k, w.n);
+  const uint64_t need_values = four ? (kn >= k_too_big ? kn : (kn + 1) / 2) : kn;
+  require_count(r, 5, values.length, need_values, four ? "ceil(K*N/2)" : "K*N");
+  const f32_arg scales = r.float32_array(6);
+  const uint64_t need_scales =
+      w.per_tensor ? 1 : size_mul((static_cast<uint64_t>(w.k) + w.group_size - 1) / w.group_size, w.n);
+  r.require_length(6, scales, need_scales, w.per_tensor ? "1" : "ceil(K/groupSize)*N");
+  f32_arg zeros;
+  if (w.dtype == qgemm_dtype::uint4) {
+    zeros = r.float32_array(7);
+    r.require_length(7, zeros, need_scales, "like scales");
+  } else if (!info[7].IsNull()) {
+    r.throw_type(r.label(7) + " must be null for " + info[0].As<Napi::String>().Utf8Value());
+  }
+  if (values.length != need_values || scales.length != need_scales ||
+      (zeros.data && zeros.length != need_scales))
+    r.throw_range("values, scales and zeros must have exactly the lengths the shape implies");
+  w.values = static_cast<const uint8_t*>(values.data);
+  w.scales = scales.data;
+  w.zeros = zeros.data;
+  const std::string bad = qgemm_check_scales(w);
+  if (!bad.empty()) r.throw_range(bad);
+  if (qgemm_packed_bytes(w) >= k_too_big) r.throw_range("the packed weights would need more than 2^53 bytes");
+  Napi::Env env = info.Env();
+  auto holder = std::make_unique<qgemm_holder>();
+  run_sync(env, "qgemmPrepack", [&] { holder->packed = qgemm_prepack(w); });
+  const int64_t bytes = static_cast<int64_t>(qgemm_bytes(*holder->packed));
+  Napi::External<qgemm_holder> ext = Napi::External<qgemm_holder>::New(
+      env, holder.get(), [bytes](Napi::Env e, qgemm_holder* h) {
+        delete h;
+        int64_t ignored = 0;
+        napi_adjust_external_memory(e, -bytes, &ignored);
+      });
+  holder.release();  // owned by the External's finalizer now
+  ext.TypeTag(&k_qgemm_tag);
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, bytes, &ignored);
+  return ext;
+}
+
+struct qgemm_call {
+  std::shared_ptr<const qgemm_packed> packed;
+  Napi::Object x_object;
+  const void* x = nullptr;
+  qgemm_act act = qgemm_act::f32;
+  f32_arg out;
+  int64_t m = 0;
+};
+
+qgemm_call parse_qgemm(const Napi::CallbackInfo& info, const char* name) {
+  const arg_reader r(info, name, {"packed", "x", "out", "M", "xDtype"});
+  qgemm_call c;
+  const Napi::Value pv = info[0];
+  if (pv.Type() != napi_external || !pv.As<Napi::External<qgemm_holder>>().CheckTypeTag(&k_qgemm_tag))
+    r.throw_type(r.label(0) + " must be packed weights from qgemmPrepack");
+  c.packed = pv.As<Napi::External<qgemm_holder>>().Data()->packed;
+  if (!info[4].IsString()) r.throw_type(r.label(4) + " must be a string");
+  const std::string act = info[4].As<Napi::String>().Utf8Value();
+  if (act == "bfloat16") c.act = qgemm_act::bf16;
+  else if (act == "float16") c.act = qgemm_act::f16;
+  else if (act != "float32") r.throw_range(r.label(4) + " must be float32, bfloat16 or float16");
+  c.out = r.float32_array(2);
+  c.m = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
+  const uint64_t need_x = size_mul(c.m, qgemm_k(*c.packed));
+  const uint64_t need_out = size_mul(c.m, qgemm_n(*c.packed));
+  r.require_length(2, c.out, need_out, "M*N");
+  if (c.act == qgemm_act::f32) {
+    const f32_arg x = r.float32_array(1);
+    r.require_length(1, x, need_x, "M*K");
+    r.require_disjoint(2, c.out, need_out, 1, x, need_x);
+    c.x = x.data;
+    c.x_object = x.object;
+  } else {
+    const index_arg x = index_array(r, info, 1, napi_uint16_array, "a Uint16Array (raw 16-bit floats)", 2);
+    require_count(r, 1, x.length, need_x, "M*K");
+    require_apart(r, 2, c.out, need_out, 1, x);
+    c.x = x.data;
+    c.x_object = x.object;
+  }
+  return c;
+}
+
+Napi::Value qgemm_sync(const Napi::CallbackInfo& info) {
+  const qgemm_call c = parse_qgemm(info, "qgemm");
+  run_sync(info.Env(), "qgemm", [&] { qgemm(c.out.data, c.x, c.act, c.m, *c.packed); });
+  return info.Env().Undefined();
+}
+
+Napi::Value qgemm_async(const Napi::CallbackInfo& info) {
+  const qgemm_call c = parse_qgemm(info, "qgemmAsync");
+  auto* w = new kernel_worker(
+      info.Env(), "tessera_cpu.qgemmAsync",
+      [out = c.out.data, x = c.x, act = c.act, m = c.m, packed = c.packed] {
+        qgemm(out, x, act, m, *packed);
+      },
+      {c.x_object, c.out.object});
+  Napi::Value p = w->promise();
+  w->Queue();
+  return p;
+}
+
 // ---- info / threads -------------------------------------------------------------
 
 Napi::Value info_js(const Napi::CallbackInfo& info) {
@@ -274,6 +614,13 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionF32", Napi::Function::New(env, attention_f32_sync, "attentionF32"));
   exports.Set("attentionF32Async",
               Napi::Function::New(env, attention_f32_async, "attentionF32Async"));
+  exports.Set("spmmCsrF32", Napi::Function::New(env, spmm_csr_f32_sync, "spmmCsrF32"));
+  exports.Set("spmmCsrF32Async", Napi::Function::New(env, spmm_csr_f32_async, "spmmCsrF32Async"));
+  exports.Set("spmm24F32", Napi::Function::New(env, spmm_24_f32_sync, "spmm24F32"));
+  exports.Set("spmm24F32Async", Napi::Function::New(env, spmm_24_f32_async, "spmm24F32Async"));
+  exports.Set("qgemmPrepack", Napi::Function::New(env, qgemm_prepack_js, "qgemmPrepack"));
+  exports.Set("qgemm", Napi::Function::New(env, qgemm_sync, "qgemm"));
+  exports.Set("qgemmAsync", Napi::Function::New(env, qgemm_async, "qgemmAsync"));
   return exports;
 }
 

@@ -231,7 +231,7 @@ test('sweep: every op on every backend vs the js reference', (t) => {
   // ops a native backend registers must actually run there for the dtypes the sweep uses
   for (const key of Object.keys(coverage)) {
     const [op, b] = key.split('/');
-    if (['matmul', 'linear', 'attention'].includes(op) && b === 'cpu') {
+    if (['matmul', 'linear', 'attention', 'spmm', 'qmatmul'].includes(op) && b === 'cpu') {
       t.ok(coverage[key].has('cpu'), `${op} ran on the native cpu kernel during the sweep`);
     }
   }

@@ -17,7 +17,23 @@ export interface CpuBinding {
     Sq: number, Sk: number, D: number, Dv: number, scale: number, causal: boolean, kvOffset: number): void;
   attentionF32Async(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, B: number, Hq: number, Hkv: number,
     Sq: number, Sk: number, D: number, Dv: number, scale: number, causal: boolean, kvOffset: number): Promise<void>;
+  spmmCsrF32(rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, b: Float32Array, out: Float32Array,
+    M: number, K: number, N: number, nnz: number): void;
+  spmmCsrF32Async(rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, b: Float32Array, out: Float32Array,
+    M: number, K: number, N: number, nnz: number): Promise<void>;
+  spmm24F32(values: Float32Array, meta: Uint8Array, b: Float32Array, out: Float32Array, M: number, K: number, N: number): void;
+  spmm24F32Async(values: Float32Array, meta: Uint8Array, b: Float32Array, out: Float32Array, M: number, K: number,
+    N: number): Promise<void>;
+  /** Repacks a QuantizedTensor's parts once into the qgemm kernels' layout (native/qgemm.cc). */
+  qgemmPrepack(qdtype: string, K: number, N: number, groupSize: number, perTensor: boolean, values: Int8Array | Uint8Array,
+    scales: Float32Array, zeros: Float32Array | null): QgemmPacked;
+  /** out [M, N] = x [M, K] @ dequant(W); x is float32, or raw bf16/f16 bits in a Uint16Array. */
+  qgemm(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string): void;
+  qgemmAsync(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string): Promise<void>;
 }
+
+/** Opaque packed quantized weights (a type-tagged External owned by the addon). */
+export interface QgemmPacked { readonly __qgemmPacked: never }
 
 /** Package root: this file compiles to dist/backends/cpu/binding.js. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');

@@ -9,7 +9,7 @@ import { registerKernel, setBackendInfo } from '../../registry';
 import { Tensor } from '../../tensor';
 import { broadcastShapes } from '../js/elementwise';
 import { f32View, fromOut, hostStorage } from '../host';
-import { CpuBinding, loadCpuBinding } from './binding';
+import { CpuBinding, QgemmPacked, loadCpuBinding } from './binding';
 
 const NATIVE_DTYPES = new Set<DType>(['float32', 'float16', 'bfloat16']);
 
@@ -90,6 +90,64 @@ function attnArgs(inputs: Tensor[], at: AttnAttrs, out: Float32Array) {
   return [q, k, v, out, at.B, at.Hq, at.Hkv, at.Sq, at.Sk, at.D, at.Dv, at.scale, at.causal, at.causal ? at.kvOffset : 0] as const;
 }
 
+interface SpmmAttrs { format: string; M: number; K: number; N: number; outDtype: DType }
+
+/** inputs: csr [rowPtr int32, colIdx int32, values, B]; 2:4 [values, meta uint8, B] (ops/sparse.ts). */
+function spmmSupports(inputs: Tensor[], at: SpmmAttrs): true | string {
+  const csr = at.format === 'csr';
+  if (!csr && at.format !== '2:4') return 'format';
+  const values = csr ? inputs[2] : inputs[0];
+  if (!NATIVE_DTYPES.has(values.dtype) || !NATIVE_DTYPES.has(inputs[inputs.length - 1].dtype)) return 'dtype';
+  if (!NATIVE_DTYPES.has(at.outDtype)) return 'out dtype';
+  if (csr ? inputs[0].dtype !== 'int32' || inputs[1].dtype !== 'int32' : inputs[1].dtype !== 'uint8') return 'index dtype';
+  if (at.M === 0 || at.K === 0 || at.N === 0) return 'empty';
+  return true;
+}
+
+/** The native spmm call, sync and async forms, into a new [M, N] float32 out; f16/bf16 values and B are widened here. */
+function spmmCall(nb: CpuBinding, inputs: Tensor[], at: SpmmAttrs): { out: Float32Array; run: () => void; runAsync: () => Promise<void> } {
+  const out = new Float32Array(at.M * at.N);
+  const b = f32View(inputs[inputs.length - 1]);
+  if (at.format === 'csr') {
+    const [rowPtr, colIdx, values] = inputs;
+    const a = [hostStorage(rowPtr) as Int32Array, hostStorage(colIdx) as Int32Array, f32View(values), b, out, at.M, at.K, at.N, colIdx.size] as const;
+    return { out, run: () => nb.spmmCsrF32(...a), runAsync: () => nb.spmmCsrF32Async(...a) };
+  }
+  const a = [f32View(inputs[0]), hostStorage(inputs[1]) as Uint8Array, b, out, at.M, at.K, at.N] as const;
+  return { out, run: () => nb.spmm24F32(...a), runAsync: () => nb.spmm24F32Async(...a) };
+}
+
+/** The [M, N] result: a float32 out is handed over as is (it is fresh and unshared), others are rounded. */
+function spmmResult(out: Float32Array, at: SpmmAttrs): Tensor {
+  return at.outDtype === 'float32' ? Tensor._fromHost('float32', [at.M, at.N], out) : fromOut({ data: out, shape: [at.M, at.N] }, at.outDtype);
+}
+
+interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perTensor: boolean; M: number; outShape: number[]; outDtype: DType }
+
+/**
+ * Packed weights, made once per QuantizedTensor: keyed by the values' storage block (aliases from .to('cpu')
+ * share it) and checked against the scales/zeros storage and layout. Writing a QuantizedTensor's parts in
+ * place (Tensor.copy_) after its first qmatmul is not seen: storage has no version counter to key on yet.
+ */
+const qgemmCache = new WeakMap<object, { key: string; scales: object; zeros: object | null; packed: QgemmPacked }>();
+
+function qgemmPacked(nb: CpuBinding, inputs: Tensor[], at: QAttrs): QgemmPacked {
+  const [, values, scales, zeros] = inputs;
+  const key = [at.qdtype, at.K, at.N, at.groupSize, at.perTensor, ...[values, scales, zeros].map((t) => (t ? `${t.offset}:${t.strides}` : ''))].join('/');
+  const hit = qgemmCache.get(values._s);
+  if (hit && hit.key === key && hit.scales === scales._s && hit.zeros === (zeros ? zeros._s : null)) return hit.packed;
+  const packed = nb.qgemmPrepack(at.qdtype, at.K, at.N, at.groupSize, at.perTensor, hostStorage(values) as Int8Array | Uint8Array,
+    hostStorage(scales) as Float32Array, zeros ? (hostStorage(zeros) as Float32Array) : null);
+  qgemmCache.set(values._s, { key, scales: scales._s, zeros: zeros ? zeros._s : null, packed });
+  return packed;
+}
+
+/** qgemm arguments for inputs [x, values, scales, zeros?] (ops/quant.ts); f16/bf16 x goes in as raw bits. */
+function qgemmArgs(nb: CpuBinding, inputs: Tensor[], at: QAttrs, out: Float32Array) {
+  const x = hostStorage(inputs[0]) as Float32Array | Uint16Array;
+  return [qgemmPacked(nb, inputs, at), x, out, at.M, inputs[0].dtype] as const;
+}
+
 export function registerCpuBackend(): void {
   const { binding, reason } = loadCpuBinding();
   if (!binding) {
@@ -168,5 +226,55 @@ export function registerCpuBackend(): void {
       return fromOut({ data: out, shape: [at.B, at.Hq, at.Sq, at.Dv] }, at.outDtype);
     },
   });
+
+  registerKernel({
+    op: 'spmm',
+    backend: 'cpu',
+    variant: (_i: Tensor[], at: SpmmAttrs) => `${at.format === 'csr' ? 'spmm_csr' : 'spmm_2to4'}_f32_${info.simd}`,
+    supports: spmmSupports,
+    run(inputs, at: SpmmAttrs) {
+      const c = spmmCall(nb, inputs, at);
+      native('spmm', c.run);
+      return spmmResult(c.out, at);
+    },
+    async runAsync(inputs, at: SpmmAttrs) {
+      const c = spmmCall(nb, inputs, at);
+      try {
+        await c.runAsync();
+      } catch (e) {
+        throw new TesseraError('E_NATIVE', 'spmm', (e as Error).message);
+      }
+      return spmmResult(c.out, at);
+    },
+  });
+
+  // an older prebuilt addon may lack qgemm: qmatmul then stays on js
+  if (typeof nb.qgemmPrepack === 'function') {
+    registerKernel({
+      op: 'qmatmul',
+      backend: 'cpu',
+      variant: (_i: Tensor[], at: QAttrs) => `qgemm_${at.qdtype === 'int8' ? 'w8a8' : `${at.qdtype}_weight_only`}_${info.simd}`,
+      supports(inputs: Tensor[], at: QAttrs) {
+        if (!NATIVE_DTYPES.has(inputs[0].dtype)) return 'dtype';
+        if (!NATIVE_DTYPES.has(at.outDtype)) return 'out dtype';
+        if (at.M === 0) return 'empty';
+        return true;
+      },
+      run(inputs, at: QAttrs) {
+        const out = new Float32Array(at.M * at.N);
+        native('qmatmul', () => nb.qgemm(...qgemmArgs(nb, inputs, at, out)));
+        return fromOut({ data: out, shape: at.outShape }, at.outDtype);
+      },
+      async runAsync(inputs, at: QAttrs) {
+        const out = new Float32Array(at.M * at.N);
+        try {
+          await nb.qgemmAsync(...qgemmArgs(nb, inputs, at, out));
+        } catch (e) {
+          throw new TesseraError('E_NATIVE', 'qmatmul', (e as Error).message);
+        }
+        return fromOut({ data: out, shape: at.outShape }, at.outDtype);
+      },
+    });
+  }
 }
 

@@ -1,0 +1,646 @@
+// qgemm: out[M][N] = x[M][K] @ dequant(W[K][N]) for the QuantizedTensor formats of
+// lib/backends/js/quant.ts, reproducing the arithmetic of its qmatmulRef:
+//   int8   W8A8. Per row, sx = fround(maxabs/127) and xq = clamp(rne(x/sx), -127, 127) in double
+//          (a row with a non-finite value gives a NaN row); per K group an exact integer dot
+//          product acc_g (int32 runs of <= 65536 k, summed in int64 beyond); then
+//          out = sum_g (acc_g * sx) * scale[g][n] in double, g ascending, rounded to float once.
+//          Same operations as the reference: the output is bit-identical to it.
+//   int4 / uint4 / fp8 e4m3fn   weight-only: codes decoded in registers to f32, f32 activations
+//          (bf16/f16 widened exactly), f32 FMA accumulation. M <= 4 (decode): per group
+//          acc_g = sum_k x*(q - zero) then out += acc_g * scale (scale factored out of the group);
+//          M > 4: panels of w = fround((q - zero) * scale), the reference's weights, are
+//          dequantized once per 120 rows and fed to the f32 GEMM micro-kernel (gemm.h). Within
+//          K * 2^-24 * sum|x*w| of the float64 reference; fp8 NaN codes make their column NaN.
+//
+// Prepack (once per QuantizedTensor, cached by the TS layer): columns in blocks of 8, each K
+// group padded to a multiple of the unit (4 k for int8/fp8, 8 for int4) so a 32-byte load is one
+// unit of k for 8 columns: [N/8][Kp/4][8][4] bytes (int8, fp8), [N/8][Kp/8][8] 32-bit words of 8
+// nibbles (int4/uint4, k ascending from the low nibble). Pads are zero codes with zero
+// activations, so they add exactly 0. Scales (and zero points) are [N/8][G][8]: one stream per block.
+//
+// Kernels (qgemm_avx2.cc; portable scalar versions below for TESSERA_SIMD=generic):
+//   int8: the sign trick without VNNI: vpmaddubsw(|w| as u8, sign(x, w)) then vpmaddwd with ones.
+//         |x| <= 127 and |w| <= 128 keep each int16 pair sum <= 32512: no saturation, exact.
+//         Tiles of 1..4 rows x 2..4 blocks keep the int32 accumulators in registers.
+//   int4: a 32-bit lane holds 8 k of one column: slli + srai (srli + zero point for uint4)
+//         + cvtdq2ps per k; fp8: slli + srai + and + mul by 2^120 (exact, subnormals included).
+// M=1 streams the packed weights exactly once (4096x4096 int4 g32: 8 MB + 2 MB of scales),
+// split over threads by column blocks. Every output element is computed by one task in a fixed
+// order, so results are independent of the thread count and the task split.
+// Measured (2-core Zen3 EPYC VM at 2.45 GHz, 2 threads, quiet): 4096^2 int4 g32 GEMV 0.85 ms =
+// 40 GFLOP/s (op-bound at ~4 ops per 8 MACs; fp32 GEMV 2.5-3.5 ms is DRAM-bound), int8 W8A8
+// 130-150 GOP/s at 2048^3 (~60% of 2 x 32 MAC/cycle), fp8 GEMV ~32 GFLOP/s. fp8 weights rich in
+// e4m3 subnormal codes decode slower: the 2^120 multiply then sees denormal inputs.
+#include "qgemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "cpu_features.h"
+#include "gemm.h"
+#include "thread_pool.h"
+
+namespace tessera {
+
+namespace {
+
+struct free_deleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <class T>
+using aligned_ptr = std::unique_ptr<T[], free_deleter>;
+
+template <class T>
+aligned_ptr<T> alloc_aligned(size_t n) {
+  const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return aligned_ptr<T>(static_cast<T*>(p));
+}
+
+template <class T>
+class scratch {
+ public:
+  T* get(size_t n) {
+    if (n > cap_) {
+      p_ = alloc_aligned<T>(n);
+      cap_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  aligned_ptr<T> p_;
+  size_t cap_ = 0;
+};
+
+thread_local scratch<float> tls_panel;
+thread_local scratch<float> tls_a_block;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+int64_t group_count(const qgemm_weights& w) {
+  return w.per_tensor ? 1 : ceil_div(w.k, w.group_size);
+}
+int64_t unit_of(qgemm_dtype d) {
+  return d == qgemm_dtype::int4 || d == qgemm_dtype::uint4 ? 8 : 4;
+}
+bool is_int4(qgemm_dtype d) { return d == qgemm_dtype::int4 || d == qgemm_dtype::uint4; }
+
+uint64_t sat_mul(uint64_t a, uint64_t b) {
+  constexpr uint64_t big = 9007199254740993ull;  // 2^53 + 1, as args.h
+  if (a == 0 || b == 0) return 0;
+  if (a >= big || b >= big || a > big / b) return big;
+  return std::min(a * b, big);
+}
+
+// Padded K: every group rounded up to the unit.
+int64_t padded_k(const qgemm_weights& w) {
+  const int64_t u = unit_of(w.dtype);
+  const int64_t g = group_count(w);
+  const int64_t last = w.k - (g - 1) * w.group_size;
+  return (g - 1) * round_up(w.group_size, u) + round_up(last, u);
+}
+
+// e4m3fn code -> float, the value the AVX2 decode computes (0x7f/0xff give +-480; their columns
+// are overwritten with NaN after the kernel).
+struct fp8_table {
+  float v[256];
+  fp8_table() {
+    for (int b = 0; b < 256; ++b) {
+      const int e = (b >> 3) & 15;
+      const int m = b & 7;
+      const float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+                               : std::ldexp(1.0f + m / 8.0f, e - 7);
+      v[b] = (b & 0x80) ? -mag : mag;
+    }
+  }
+};
+const fp8_table& fp8_lut() {
+  static const fp8_table t;
+  return t;
+}
+
+}  // namespace
+
+class qgemm_packed {
+ public:
+  qgemm_dtype dtype;
+  int64_t k = 0, n = 0, group_size = 0, groups = 0, kp = 0, nblocks = 0, unit = 0;
+  bool exact_rows = false;        // kp == k with no padding inside: x rows usable as they are
+  std::vector<int64_t> gp;        // padded group starts [groups + 1]
+  aligned_ptr<uint8_t> w;         // packed codes
+  uint64_t w_bytes = 0;
+  std::vector<float> scales;      // [nblocks][groups][8], zero-padded: one stream per block
+  std::vector<float> zeros;       // uint4 only, same shape
+  std::vector<int64_t> nan_cols;  // fp8 columns holding a NaN code
+  int64_t npad() const { return nblocks * detail::k_block; }
+};
+
+int64_t qgemm_k(const qgemm_packed& p) { return p.k; }
+int64_t qgemm_n(const qgemm_packed& p) { return p.n; }
+uint64_t qgemm_bytes(const qgemm_packed& p) {
+  return p.w_bytes + (p.scales.size() + p.zeros.size()) * sizeof(float) +
+         p.gp.size() * sizeof(int64_t);
+}
+
+std::string qgemm_check_scales(const qgemm_weights& w) {
+  const int64_t ns = w.per_tensor ? 1 : group_count(w) * w.n;
+  for (int64_t i = 0; i < ns; ++i)
+    if (!std::isfinite(w.scales[i])) return "scale " + std::to_string(i) + " is not finite";
+  if (w.dtype == qgemm_dtype::uint4) {
+    for (int64_t i = 0; i < ns; ++i) {
+      const float z = w.zeros[i];
+      if (!(z >= 0.0f && z <= 15.0f && std::trunc(z) == z))
+        return "zero point " + std::to_string(i) + " is not an integer in [0, 15]";
+    }
+  }
+  return {};
+}
+
+uint64_t qgemm_packed_bytes(const qgemm_weights& w) {
+  const uint64_t npad = static_cast<uint64_t>(round_up(w.n, detail::k_block));
+  const uint64_t codes = sat_mul(npad, static_cast<uint64_t>(padded_k(w)));
+  const uint64_t wb = is_int4(w.dtype) ? codes / 2 : codes;
+  const uint64_t sb = sat_mul(sat_mul(static_cast<uint64_t>(group_count(w)), npad), 8);
+  return std::min<uint64_t>(wb + sb, 9007199254740993ull);
+}
+
+std::shared_ptr<const qgemm_packed> qgemm_prepack(const qgemm_weights& wt) {
+  auto p = std::make_shared<qgemm_packed>();
+  p->dtype = wt.dtype;
+  p->k = wt.k;
+  p->n = wt.n;
+  p->group_size = wt.group_size;
+  p->groups = group_count(wt);
+  p->unit = unit_of(wt.dtype);
+  p->kp = padded_k(wt);
+  p->nblocks = ceil_div(wt.n, detail::k_block);
+  const int64_t gs = wt.group_size;
+  const int64_t unit = p->unit;
+  p->gp.resize(static_cast<size_t>(p->groups + 1));
+  for (int64_t g = 0; g <= p->groups; ++g)
+    p->gp[g] = g == p->groups ? p->kp : g * round_up(gs, unit);
+  p->exact_rows = p->kp == wt.k && (p->groups == 1 || gs % unit == 0);
+
+  const int64_t npad = p->npad();
+  const size_t ns = static_cast<size_t>(p->groups * npad);
+  p->scales.assign(ns, 0.0f);
+  if (wt.dtype == qgemm_dtype::uint4) p->zeros.assign(ns, 0.0f);
+  for (int64_t g = 0; g < p->groups; ++g)
+    for (int64_t c = 0; c < wt.n; ++c) {
+      const int64_t src = wt.per_tensor ? 0 : g * wt.n + c;
+      const int64_t dst = ((c / 8) * p->groups + g) * 8 + c % 8;  // [block][group][8]
+      p->scales[dst] = wt.scales[src];
+      if (!p->zeros.empty()) p->zeros[dst] = wt.zeros[src];
+    }
+
+  const bool four = is_int4(wt.dtype);
+  p->w_bytes = static_cast<uint64_t>(npad * p->kp / (four ? 2 : 1));
+  p->w = alloc_aligned<uint8_t>(p->w_bytes);
+  uint8_t* dst = p->w.get();
+  const uint8_t* src = wt.values;
+  const int64_t k = wt.k;
+  const int64_t n = wt.n;
+  const int64_t kp = p->kp;
+  const int64_t groups = p->groups;
+  const int64_t* gp = p->gp.data();
+  // Tasks of 8 blocks: each reads 64 consecutive columns of a row (one cache line of int8).
+  constexpr int64_t blocks_per_task = 8;
+  std::vector<uint8_t> nan_flags(static_cast<size_t>(npad), 0);
+  auto pack = [&](int64_t t) {
+    const int64_t b_end = std::min(p->nblocks, (t + 1) * blocks_per_task);
+    for (int64_t b = t * blocks_per_task; b < b_end; ++b) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t k0 = g * gs;
+        const int64_t len = std::min(k, k0 + gs) - k0;
+        for (int64_t pp = gp[g]; pp < gp[g + 1]; ++pp) {
+          const int64_t kk = k0 + (pp - gp[g]);
+          for (int c = 0; c < detail::k_block; ++c) {
+            const int64_t col = b * detail::k_block + c;
+            const bool real = pp - gp[g] < len && col < n;
+            if (four) {
+              uint32_t nib = 0;
+              if (real) {
+                const uint64_t e = static_cast<uint64_t>(kk) * n + col;
+                nib = (src[e >> 1] >> ((e & 1) * 4)) & 0xF;
+              }
+              uint8_t* word = dst + ((b * (kp / 8) + pp / 8) * 8 + c) * 4;
+              const int i = static_cast<int>(pp % 8);
+              word[i / 2] = static_cast<uint8_t>(word[i / 2] | (nib << ((i & 1) * 4)));
+            } else {
+              const uint8_t v = real ? src[static_cast<uint64_t>(kk) * n + col] : 0;
+              dst[b * kp * 8 + (pp / 4) * 32 + c * 4 + pp % 4] = v;
+              if (wt.dtype == qgemm_dtype::fp8_e4m3fn && (v & 0x7F) == 0x7F) nan_flags[col] = 1;
+            }
+          }
+        }
+      }
+    }
+  };
+  if (four) std::memset(dst, 0, p->w_bytes);
+  const int64_t n_tasks = ceil_div(p->nblocks, blocks_per_task);
+  if (static_cast<double>(k) * n > (1 << 20)) {
+    parallel_for(n_tasks, pack);
+  } else {
+    for (int64_t t = 0; t < n_tasks; ++t) pack(t);
+  }
+  for (int64_t c = 0; c < n; ++c)
+    if (nan_flags[c]) p->nan_cols.push_back(c);
+  return p;
+}
+
+// ---- portable kernels ---------------------------------------------------------------------
+
+namespace {
+
+void q8_tile_generic(const detail::q8_tile& t) {
+  double d[4][32] = {};
+  int64_t acc[4][32];
+  const int ncol = t.nv * detail::k_block;
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) acc[r][c] = 0;
+    for (int64_t p = t.b.gp[g]; p < t.b.gp[g + 1]; ++p) {
+      for (int r = 0; r < t.rows; ++r) {
+        const int64_t xv = t.xq[r * t.ldx + p];
+        if (xv == 0) continue;
+        for (int c = 0; c < ncol; ++c) {
+          const int8_t* wb = reinterpret_cast<const int8_t*>(t.b.w) + (c / 8) * t.b.kp * 8;
+          acc[r][c] += xv * wb[(p / 4) * 32 + (c % 8) * 4 + p % 4];
+        }
+      }
+    }
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) {
+        const float s = t.b.scales[(c / 8) * t.b.lds + g * 8 + c % 8];
+        d[r][c] += static_cast<double>(acc[r][c]) * t.sx[r] * static_cast<double>(s);
+      }
+  }
+  for (int r = 0; r < t.rows; ++r)
+    for (int c = 0; c < t.cols; ++c) t.out[r * t.ldo + c] = static_cast<float>(d[r][c]);
+}
+
+// Code of padded row p, column c (0..7) of a packed int4/uint4/fp8 block, as a float.
+float code_at(const uint8_t* block, qgemm_dtype d, int64_t p, int c) {
+  if (!is_int4(d)) return fp8_lut().v[block[(p / 4) * 32 + c * 4 + p % 4]];
+  uint32_t word;
+  std::memcpy(&word, block + ((p / 8) * 8 + c) * 4, 4);
+  const int nib = static_cast<int>((word >> ((p % 8) * 4)) & 0xF);
+  return static_cast<float>(d == qgemm_dtype::int4 && nib >= 8 ? nib - 16 : nib);
+}
+
+void wo_tile_generic(const detail::wo_tile& t, qgemm_dtype dtype) {
+  float tile[4][32] = {};
+  float acc[4][32];
+  const int ncol = t.nv * detail::k_block;
+  const int64_t block_bytes = is_int4(dtype) ? t.b.kp * 4 : t.b.kp * 8;
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) acc[r][c] = 0.0f;
+    for (int64_t p = t.b.gp[g]; p < t.b.gp[g + 1]; ++p) {
+      for (int c = 0; c < ncol; ++c) {
+        float wv = code_at(t.b.w + (c / 8) * block_bytes, dtype, p, c % 8);
+        if (t.b.zeros) wv -= t.b.zeros[(c / 8) * t.b.lds + g * 8 + c % 8];
+        for (int r = 0; r < t.rows; ++r) acc[r][c] += t.x[r * t.ldx + p] * wv;
+      }
+    }
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) tile[r][c] += acc[r][c] * t.b.scales[(c / 8) * t.b.lds + g * 8 + c % 8];
+  }
+  for (int r = 0; r < t.rows; ++r)
+    for (int c = 0; c < t.cols; ++c) t.out[r * t.ldo + c] = tile[r][c];
+}
+
+void dequant_panel_generic(float* panel, const detail::wo_panel& w, int64_t p0, int64_t kc) {
+  const int64_t block_bytes = is_int4(w.dtype) ? w.b.kp * 4 : w.b.kp * 8;
+  int64_t g = std::upper_bound(w.b.gp, w.b.gp + w.b.groups + 1, p0) - w.b.gp - 1;
+  for (int64_t p = p0; p < p0 + kc; ++p) {
+    while (p >= w.b.gp[g + 1]) ++g;
+    float* row = panel + (p - p0) * 16;
+    for (int c = 0; c < 16; ++c) {
+      const int64_t si = (c / 8) * w.b.lds + g * 8 + c % 8;
+      float q = 0.0f;
+      if (c / 8 < w.nblocks) {
+        q = code_at(w.b.w + (c / 8) * block_bytes, w.dtype, p, c % 8);
+        if (w.b.zeros) q -= w.b.zeros[si];
+        q *= w.b.scales[si];
+      }
+      row[c] = q;
+    }
+  }
+}
+
+// ---- activations --------------------------------------------------------------------------
+
+float half_to_float(uint16_t h) {
+  const int e = (h >> 10) & 0x1F;
+  const int m = h & 0x3FF;
+  const float mag = e == 31 ? (m ? std::numeric_limits<float>::quiet_NaN()
+                                 : std::numeric_limits<float>::infinity())
+                            : std::ldexp(static_cast<float>(e ? m | 0x400 : m), (e ? e : 1) - 25);
+  return (h & 0x8000) ? -mag : mag;
+}
+
+// Row m of x as float32 into dst[0, k).
+void load_row(float* dst, const void* x, qgemm_act act, int64_t m, int64_t k) {
+  if (act == qgemm_act::f32) {
+    std::memcpy(dst, static_cast<const float*>(x) + m * k, static_cast<size_t>(k) * 4);
+    return;
+  }
+  const uint16_t* src = static_cast<const uint16_t*>(x) + m * k;
+  if (act == qgemm_act::bf16) {
+    for (int64_t i = 0; i < k; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+      std::memcpy(dst + i, &bits, 4);
+    }
+  } else {
+    for (int64_t i = 0; i < k; ++i) dst[i] = half_to_float(src[i]);
+  }
+}
+
+// Scatters a logical row into the padded layout (pads zero).
+template <class T>
+void pad_row(T* dst, const T* src, const qgemm_packed& p) {
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const int64_t k0 = g * p.group_size;
+    const int64_t len = std::min(p.k, k0 + p.group_size) - k0;
+    const int64_t w = p.gp[g + 1] - p.gp[g];
+    std::memcpy(dst + p.gp[g], src + k0, static_cast<size_t>(len) * sizeof(T));
+    std::memset(dst + p.gp[g] + len, 0, static_cast<size_t>(w - len) * sizeof(T));
+  }
+}
+
+template <class F>
+void run_tasks(bool parallel, int64_t n, F&& f) {
+  if (parallel && n > 1) {
+    parallel_for(n, f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+// ---- driver -------------------------------------------------------------------------------
+
+constexpr int64_t k_row_chunk = 256;  // activation rows prepared at once (bounds the scratch)
+constexpr int64_t k_small_m = 4;      // weight-only: M <= this dequantizes in registers per row tile
+constexpr int64_t k_mc = 120;         // panel path: rows per task (multiple of the 6-row sliver)
+constexpr int64_t k_kc = 256;         // panel path: K block (multiple of both units)
+constexpr double k_parallel_macs = 1 << 20;
+
+thread_local scratch<float> tls_row;
+
+// Tasks: row blocks x ranges of column blocks (a multiple of nv blocks each), about 8 per
+// thread, so one preempted or slower thread holds up little of the work.
+struct plan {
+  int64_t row_block, n_row_blocks, blocks_per_task, n_col_tasks;
+  int64_t tasks() const { return n_row_blocks * n_col_tasks; }
+};
+
+plan make_plan(int64_t rows, int64_t row_block, int64_t nblocks, int nv, bool parallel) {
+  plan pl;
+  pl.row_block = row_block;
+  pl.n_row_blocks = ceil_div(rows, row_block);
+  const int threads = parallel ? num_threads() : 1;
+  const int64_t strips = ceil_div(nblocks, nv);
+  const int64_t splits = std::clamp<int64_t>(ceil_div(8 * threads, pl.n_row_blocks), 1, strips);
+  pl.blocks_per_task = ceil_div(strips, splits) * nv;
+  pl.n_col_tasks = ceil_div(nblocks, pl.blocks_per_task);
+  return pl;
+}
+
+// Register-tile width (blocks) for tiles of up to `rows` rows: what fits in 16 ymm registers.
+int tile_nv(int64_t rows) { return rows <= 1 ? 4 : rows == 2 ? 3 : 2; }
+int wo_tile_nv(int64_t rows) { return rows <= 2 ? 4 : 2; }
+
+detail::block_view view_at(const qgemm_packed& p, int64_t b) {
+  const int64_t block_bytes = is_int4(p.dtype) ? p.kp * 4 : p.kp * 8;
+  const int64_t s0 = b * p.groups * 8;
+  return {p.w.get() + b * block_bytes, p.kp, p.scales.data() + s0,
+          p.zeros.empty() ? nullptr : p.zeros.data() + s0, p.groups * 8, p.gp.data(), p.groups};
+}
+
+void fill_nan_row(float* row, int64_t n) {
+  std::fill(row, row + n, std::numeric_limits<float>::quiet_NaN());
+}
+
+// Tiles of up to 4 rows x 2-4 blocks; a task's weight strip stays in L2 across its row tiles.
+void run_int8_tiles(float* out, int64_t m0, int64_t mc, const int8_t* xq,
+                    const std::vector<double>& sx, const qgemm_packed& p, bool avx2, bool parallel) {
+  const int64_t kp = p.kp;
+  const int64_t row_block = mc <= k_small_m ? mc : 64;
+  const int nv = tile_nv(std::min<int64_t>(mc, 4));
+  const plan pl = make_plan(mc, row_block, p.nblocks, nv, parallel);
+  run_tasks(parallel, pl.tasks(), [&](int64_t t) {
+    const int64_t r_begin = (t / pl.n_col_tasks) * row_block;
+    const int64_t r_end = std::min(mc, r_begin + row_block);
+    const int64_t b_begin = (t % pl.n_col_tasks) * pl.blocks_per_task;
+    const int64_t b_end = std::min(p.nblocks, b_begin + pl.blocks_per_task);
+    for (int64_t b = b_begin; b < b_end; b += nv) {
+      const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
+      const int cols = static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8));
+      for (int64_t r = r_begin; r < r_end; r += 4) {
+        const detail::q8_tile tile{view_at(p, b), xq + r * kp, kp, sx.data() + r,
+                                   out + (m0 + r) * p.n + b * 8, p.n,
+                                   static_cast<int>(std::min<int64_t>(4, r_end - r)), nvb, cols};
+        if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
+      }
+    }
+  });
+}
+
+void run_int8(float* out, const void* x, qgemm_act act, int64_t m0, int64_t mc,
+              const qgemm_packed& p, bool avx2, bool parallel) {
+  const int64_t k = p.k;
+  const int64_t kp = p.kp;
+  aligned_ptr<int8_t> xq = alloc_aligned<int8_t>(static_cast<size_t>(mc * kp));
+  std::vector<double> sx(static_cast<size_t>(mc));
+  std::vector<uint8_t> bad(static_cast<size_t>(mc), 0);
+  run_tasks(parallel, mc, [&](int64_t i) {
+    const float* row;
+    if (act == qgemm_act::f32) {
+      row = static_cast<const float*>(x) + (m0 + i) * k;
+    } else {
+      float* tmp = tls_row.get(static_cast<size_t>(k));
+      load_row(tmp, x, act, m0 + i, k);
+      row = tmp;
+    }
+    float maxabs = 0.0f;
+    bool finite = true;
+    if (!(avx2 && detail::maxabs_avx2(row, k, &maxabs, &finite))) {
+      for (int64_t j = 0; j < k; ++j) {
+        const float a = std::fabs(row[j]);
+        if (!std::isfinite(a)) finite = false;
+        maxabs = std::max(maxabs, a);
+      }
+    }
+    if (!finite) {  // a NaN row: give the kernels zeros, overwrite the row afterwards
+      bad[i] = 1;
+      sx[i] = 0.0;
+      std::memset(xq.get() + i * kp, 0, static_cast<size_t>(kp));
+      return;
+    }
+    float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
+    if (s == 0.0f) s = 1.0f;
+    sx[i] = s;
+    int8_t* dst = xq.get() + i * kp;
+    for (int64_t g = 0; g < p.groups; ++g) {
+      const int64_t k0 = g * p.group_size;
+      const int64_t len = std::min(k, k0 + p.group_size) - k0;
+      int8_t* d = dst + p.gp[g];
+      if (!(avx2 && detail::quantize_row_avx2(d, row + k0, len, s))) {
+        for (int64_t j = 0; j < len; ++j) {
+          const double q = std::nearbyint(static_cast<double>(row[k0 + j]) / s);
+          d[j] = static_cast<int8_t>(std::clamp(q, -127.0, 127.0));
+        }
+      }
+      std::memset(d + len, 0, static_cast<size_t>(p.gp[g + 1] - p.gp[g] - len));
+    }
+  });
+
+  run_int8_tiles(out, m0, mc, xq.get(), sx, p, avx2, parallel);
+  for (int64_t i = 0; i < mc; ++i)
+    if (bad[i]) fill_nan_row(out + (m0 + i) * p.n, p.n);
+}
+
+// Weight-only, few rows: each row tile streams the packed weights once, decoding in registers.
+void run_wo_small(float* out, const float* xr, int64_t ldx, int64_t m0, int64_t mc,
+                  const qgemm_packed& p, bool avx2, bool parallel) {
+  const int nv = wo_tile_nv(mc);
+  const plan pl = make_plan(mc, mc, p.nblocks, nv, parallel);
+  const bool four = is_int4(p.dtype);
+  run_tasks(parallel, pl.tasks(), [&](int64_t t) {
+    const int64_t b_begin = t * pl.blocks_per_task;
+    const int64_t b_end = std::min(p.nblocks, b_begin + pl.blocks_per_task);
+    for (int64_t b = b_begin; b < b_end; b += nv) {
+      const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
+      const detail::wo_tile tile{view_at(p, b), xr, ldx, out + m0 * p.n + b * 8, p.n,
+                                 static_cast<int>(mc), nvb,
+                                 static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8))};
+      bool done = false;
+      if (avx2) {
+        done = four ? detail::int4_tile_avx2(tile, p.dtype == qgemm_dtype::uint4)
+                    : detail::fp8_tile_avx2(tile);
+      }
+      if (!done) wo_tile_generic(tile, p.dtype);
+    }
+  });
+}
+
+// Weight-only, many rows: dequantize a K x 16 panel (the reference's float32 weights) once per
+// task and run the f32 GEMM micro-kernel over up to 120 rows with it.
+void run_wo_panel(float* out, const float* xr, int64_t ldx, int64_t m0, int64_t mc,
+                  const qgemm_packed& p, bool avx2, bool parallel) {
+  static const detail::gemm_kernel_info kern = detail::gemm_kernel_avx2();
+  const bool use_kernel = avx2 && kern.kernel != nullptr && kern.nr == 16;
+  const int mr = use_kernel ? kern.mr : 1;
+  const plan pl = make_plan(mc, k_mc, p.nblocks, 2, parallel);
+  run_tasks(parallel, pl.tasks(), [&](int64_t t) {
+    const int64_t r_begin = (t / pl.n_col_tasks) * k_mc;
+    const int64_t rows = std::min(mc, r_begin + k_mc) - r_begin;
+    const int64_t b_begin = (t % pl.n_col_tasks) * pl.blocks_per_task;
+    const int64_t b_end = std::min(p.nblocks, b_begin + pl.blocks_per_task);
+    float* panel = tls_panel.get(static_cast<size_t>(k_kc * 16));
+    float* a_block = tls_a_block.get(static_cast<size_t>(round_up(k_mc, 6) * k_kc));
+    const int64_t slivers = ceil_div(rows, mr);
+    for (int64_t pc = 0; pc < p.kp; pc += k_kc) {
+      const int64_t kc = std::min(k_kc, p.kp - pc);
+      if (use_kernel) {
+        for (int64_t s = 0; s < slivers; ++s) {
+          float* dst = a_block + s * kc * mr;
+          const int live = static_cast<int>(std::min<int64_t>(mr, rows - s * mr));
+          for (int64_t kk = 0; kk < kc; ++kk)
+            for (int ii = 0; ii < mr; ++ii)
+              dst[kk * mr + ii] = ii < live ? xr[(r_begin + s * mr + ii) * ldx + pc + kk] : 0.0f;
+        }
+      }
+      for (int64_t b = b_begin; b < b_end; b += 2) {
+        const detail::wo_panel wp{view_at(p, b), p.dtype,
+                                  static_cast<int>(std::min<int64_t>(2, b_end - b))};
+        if (!(avx2 && detail::dequant_panel_avx2(panel, wp, pc, kc)))
+          dequant_panel_generic(panel, wp, pc, kc);
+        const int cols = static_cast<int>(std::min<int64_t>(16, p.n - b * 8));
+        float* c0 = out + (m0 + r_begin) * p.n + b * 8;
+        if (use_kernel) {
+          for (int64_t s = 0; s < slivers; ++s) {
+            const int live = static_cast<int>(std::min<int64_t>(mr, rows - s * mr));
+            kern.kernel(kc, a_block + s * kc * mr, panel, c0 + s * mr * p.n, p.n, live, cols,
+                        pc > 0);
+          }
+          continue;
+        }
+        for (int64_t i = 0; i < rows; ++i) {
+          float acc[16];
+          float* crow = c0 + i * p.n;
+          for (int c = 0; c < 16; ++c) acc[c] = pc > 0 && c < cols ? crow[c] : 0.0f;
+          const float* xi = xr + (r_begin + i) * ldx + pc;
+          for (int64_t kk = 0; kk < kc; ++kk) {
+            const float xv = xi[kk];
+            const float* wrow = panel + kk * 16;
+            for (int c = 0; c < 16; ++c) acc[c] += xv * wrow[c];
+          }
+          for (int c = 0; c < cols; ++c) crow[c] = acc[c];
+        }
+      }
+    }
+  });
+}
+
+void run_weight_only(float* out, const void* x, qgemm_act act, int64_t m, int64_t m0,
+                     int64_t mc, const qgemm_packed& p, bool avx2, bool parallel) {
+  const float* xr;
+  int64_t ldx;
+  aligned_ptr<float> buf;
+  if (act == qgemm_act::f32 && p.exact_rows) {
+    xr = static_cast<const float*>(x) + m0 * p.k;
+    ldx = p.k;
+  } else {
+    buf = alloc_aligned<float>(static_cast<size_t>(mc * p.kp));
+    run_tasks(parallel, mc, [&](int64_t i) {
+      float* dst = buf.get() + i * p.kp;
+      if (p.exact_rows) {
+        load_row(dst, x, act, m0 + i, p.k);
+        return;
+      }
+      float* tmp = tls_row.get(static_cast<size_t>(p.k));
+      load_row(tmp, x, act, m0 + i, p.k);
+      pad_row(dst, tmp, p);
+    });
+    xr = buf.get();
+    ldx = p.kp;
+  }
+  if (m <= k_small_m) {
+    run_wo_small(out, xr, ldx, m0, mc, p, avx2, parallel);
+  } else {
+    run_wo_panel(out, xr, ldx, m0, mc, p, avx2, parallel);
+  }
+}
+
+}  // namespace
+
+void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p) {
+  static const bool avx2 = active_simd() == simd_level::avx2_fma;
+  for (int64_t m0 = 0; m0 < m; m0 += k_row_chunk) {
+    const int64_t mc = std::min(k_row_chunk, m - m0);
+    const bool parallel =
+        num_threads() > 1 && static_cast<double>(mc) * p.k * p.n >= k_parallel_macs;
+    if (p.dtype == qgemm_dtype::int8) {
+      run_int8(out, x, act, m0, mc, p, avx2, parallel);
+    } else {
+      run_weight_only(out, x, act, m, m0, mc, p, avx2, parallel);
+    }
+  }
+  for (const int64_t c : p.nan_cols)
+    for (int64_t i = 0; i < m; ++i) out[i * p.n + c] = std::numeric_limits<float>::quiet_NaN();
+}
+
+}  // namespace tessera

@@ -1,0 +1,108 @@
+// qgemm: low-precision matmul out[M][N] = x[M][K] @ dequant(W[K][N]) on prepacked weights.
+// Formats and the arithmetic to reproduce: lib/backends/js/quant.ts (qmatmulRef). Algorithm,
+// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_avx2.cc.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace tessera {
+
+enum class qgemm_dtype { int8, int4, uint4, fp8_e4m3fn };
+enum class qgemm_act { f32, bf16, f16 };  // activation storage: float32, or raw 16-bit bits
+
+// The parts of a QuantizedTensor, as the reference stores them (dims already range-checked).
+struct qgemm_weights {
+  qgemm_dtype dtype;
+  int64_t k, n, group_size;  // 1 <= group_size <= k; per_tensor implies group_size == k
+  bool per_tensor;
+  const uint8_t* values;  // int8 / fp8: [K*N] bytes; int4 / uint4: ceil(K*N/2) packed nibbles
+  const float* scales;    // [ceil(K/group_size)][N], or [1] per tensor
+  const float* zeros;     // uint4: shaped like scales; else nullptr
+};
+
+// Empty if the scales (and zero points) are usable, else why not: scales must be finite, zero
+// points integers in [0, 15].
+std::string qgemm_check_scales(const qgemm_weights& w);
+
+// Bytes qgemm_prepack would allocate (saturating like args.h size_mul), for the caller's size check.
+uint64_t qgemm_packed_bytes(const qgemm_weights& w);
+
+class qgemm_packed;  // opaque: weights repacked once into the kernels' layout (qgemm.cc)
+
+std::shared_ptr<const qgemm_packed> qgemm_prepack(const qgemm_weights& w);
+int64_t qgemm_k(const qgemm_packed& p);
+int64_t qgemm_n(const qgemm_packed& p);
+uint64_t qgemm_bytes(const qgemm_packed& p);  // memory held, for GC accounting
+
+// out[m][n] (row stride N) = qmatmul of x [M][K] (row stride K) with the packed weights. out is
+// overwritten, never read. x points at float32 or raw bf16/f16 bits as `act` says.
+void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p);
+
+namespace detail {
+
+// ---- kernel interface shared by qgemm.cc (driver, generic kernels) and qgemm_avx2.cc ----
+// Packed weights: columns in blocks of 8; along K, groups padded to a multiple of the unit
+// (4 for int8/fp8, 8 for int4/uint4) and concatenated: padded row p of group g is
+// gp[g] <= p < gp[g+1]. Block b holds [kp/unit][8 columns][unit k]: one 32-bit lane per
+// column per unit (4 bytes, or 8 nibbles with k ascending from the low nibble), so a 32-byte
+// load is one unit of k for 8 columns. Block stride = kp * 8 bytes (int8/fp8), kp * 4 (int4).
+
+constexpr int k_block = 8;  // columns per block
+
+// The packed weights from block b0 on.
+struct block_view {
+  const uint8_t* w;     // block b0
+  int64_t kp;           // padded K; block stride kp * 8 bytes (int8/fp8), kp * 4 (int4/uint4)
+  const float* scales;  // [block][group][8] from b0: block v, group g, column c at
+  const float* zeros;   //   scales[v * lds + g * 8 + c]; uint4 zero points alike, else nullptr
+  int64_t lds;
+  const int64_t* gp;    // padded group starts [groups + 1]
+  int64_t groups;
+};
+
+// One tile: `rows` (1..4) rows x `nv` blocks, over all groups; out[r][c] for c < cols stored.
+struct q8_tile {        // int8 W8A8
+  block_view b;
+  const int8_t* xq;     // rows [rows][ldx] of quantized activations, padded like the weights
+  int64_t ldx;
+  const double* sx;     // per-row activation scale
+  float* out;
+  int64_t ldo;
+  int rows, nv, cols;
+};
+
+struct wo_tile {        // weight-only int4 / uint4 / fp8 (dequantized in registers)
+  block_view b;
+  const float* x;       // rows [rows][ldx], padded like the weights (pad entries are 0)
+  int64_t ldx;
+  float* out;
+  int64_t ldo;
+  int rows, nv, cols;
+};
+
+// Dequantizes padded rows [p0, p0 + kc) of blocks b0, b0+1 (16 columns) into panel[kc][16]:
+// w = (q - zero) * scale exactly as the reference rounds it; columns past the last block are 0.
+struct wo_panel {
+  block_view b;
+  qgemm_dtype dtype;
+  int nblocks;          // 1 or 2
+};
+
+// Longest run of k-quads one int32 accumulator may take: 127*128*4*16384 < 2^31.
+constexpr int64_t k_q8_max_quads = 16384;
+
+// AVX2 kernels (qgemm_avx2.cc); return false when not built for x86-64 (never called then).
+bool q8_tile_avx2(const q8_tile& t);
+bool int4_tile_avx2(const wo_tile& t, bool has_zeros);
+bool fp8_tile_avx2(const wo_tile& t);
+bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc);
+// Quantizes one row: xq[k] = clamp(rne(x[k] / sx), -127, 127) computed in double.
+bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx);
+// max |x[k]| over n floats, and whether any is non-finite.
+bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite);
+
+}  // namespace detail
+
+}  // namespace tessera
