@@ -57,3 +57,54 @@ function compare(out, ref, tol) {
 }
 
 module.exports = { rng, TOL, compare };
+
+// ---- shared by the native-addon tests (test/native-*.test.js) ----
+
+/** The CPU addon as node-gyp-build loads it from the package root, or the load error. */
+function loadCpuAddon() {
+  try {
+    return { nat: require('node-gyp-build')(require('path').join(__dirname, '..')), loadError: null };
+  } catch (e) {
+    return { nat: null, loadError: e };
+  }
+}
+
+/** f32 kernel output vs a float64 reference: rel-L2 < tol and max-abs ≤ 1e-4 of the largest |ref|;
+ *  a non-finite output passes only where the reference has the same non-finite value. */
+function compareF32(out, ref, tol = 1e-5) {
+  let e2 = 0;
+  let r2 = 0;
+  let maxErr = 0;
+  let maxRef = 0;
+  let nonFinite = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const o = out[i];
+    if (!Number.isFinite(o) || !Number.isFinite(ref[i])) {
+      if (!(Object.is(o, ref[i]) || (Number.isNaN(o) && Number.isNaN(ref[i])))) nonFinite++;
+      continue;
+    }
+    const d = o - ref[i];
+    e2 += d * d;
+    r2 += ref[i] * ref[i];
+    maxErr = Math.max(maxErr, Math.abs(d));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
+  }
+  const rel = r2 > 0 ? Math.sqrt(e2 / r2) : Math.sqrt(e2);
+  const ok = nonFinite === 0 && rel < tol && maxErr <= 1e-4 * Math.max(maxRef, 1e-3);
+  return { ok, rel, maxErr, nonFinite, detail: `rel=${rel.toExponential(2)} maxErr=${maxErr.toExponential(2)} nonFinite=${nonFinite}` };
+}
+
+/** true when every element from `from` on is still the NaN poison */
+function tailUntouched(out, from) {
+  for (let i = from; i < out.length; i++) if (!Number.isNaN(out[i])) return false;
+  return true;
+}
+
+function sameBits(x, y) {
+  return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+}
+
+module.exports.loadCpuAddon = loadCpuAddon;
+module.exports.compareF32 = compareF32;
+module.exports.tailUntouched = tailUntouched;
+module.exports.sameBits = sameBits;

@@ -10,29 +10,17 @@
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const ROOT = path.join(__dirname, '..');
 const CHILD = process.env.TESSERA_NATIVE_CHILD === '1';
 
-let nat = null;
-let loadError = null;
-try {
-  nat = require('node-gyp-build')(ROOT);
-} catch (e) {
-  loadError = e;
-}
+const H = require('./helpers');
+const { nat, loadError } = H.loadCpuAddon();
 
 // ---- helpers ------------------------------------------------------------------------------
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296 * 2 - 1; // [-1, 1)
-  };
-}
+const rng = (seed) => { const r = H.rng(seed); return () => r.next() * 2 - 1; }; // [-1, 1)
+const { tailUntouched, sameBits } = H;
+const compare = H.compareF32;
+
 
 // A Float32Array of `length` NaNs, with `count` random values at each of `starts` (so any read of a
 // gap between batch matrices shows up as NaN in the output).
@@ -102,34 +90,8 @@ function refAttention(q, k, v, B, Hq, Hkv, Sq, Sk, D, Dv, scale, causal, off) {
 }
 
 // { ok, rel, maxErr, nonFinite } of out[0, ref.length) vs ref.
-function compare(out, ref, tol = 1e-5) {
-  let e2 = 0;
-  let r2 = 0;
-  let maxErr = 0;
-  let maxRef = 0;
-  let nonFinite = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const o = out[i];
-    if (!Number.isFinite(o)) { nonFinite++; continue; }
-    const d = o - ref[i];
-    e2 += d * d;
-    r2 += ref[i] * ref[i];
-    maxErr = Math.max(maxErr, Math.abs(d));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]));
-  }
-  const rel = r2 > 0 ? Math.sqrt(e2 / r2) : Math.sqrt(e2);
-  const ok = nonFinite === 0 && rel < tol && maxErr <= 1e-4 * Math.max(maxRef, 1e-3);
-  return { ok, rel, maxErr, nonFinite };
-}
 
-function tailUntouched(out, from) {
-  for (let i = from; i < out.length; i++) if (!Number.isNaN(out[i])) return false;
-  return true;
-}
 
-function sameBits(x, y) {
-  return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
-}
 
 // ---- cases --------------------------------------------------------------------------------
 

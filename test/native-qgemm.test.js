@@ -11,31 +11,16 @@
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const ROOT = path.join(__dirname, '..');
 const CHILD = process.env.TESSERA_QGEMM_CHILD === '1';
-let nat = null;
-let loadError = null;
-try {
-  nat = require('node-gyp-build')(ROOT);
-} catch (e) {
-  loadError = e;
-}
+const H = require('./helpers');
+const { nat, loadError } = H.loadCpuAddon();
 const Q = require('../dist/backends/js/quant.js');
 const D = require('../dist/dtype.js');
 
 // ---- helpers ------------------------------------------------------------------------------
 
-function rng(seed) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, normal: () => Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next()) };
-}
+const { rng, sameBits } = H;
+
 
 
 function kind(v) {
@@ -43,9 +28,6 @@ function kind(v) {
   return Object.getPrototypeOf(v) && v.constructor ? v.constructor.name : 'a null-prototype object';
 }
 
-function sameBits(a, b) {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
 
 const QDTYPES = ['int8', 'int4', 'uint4', 'float8_e4m3fn'];
 

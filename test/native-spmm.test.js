@@ -11,30 +11,18 @@
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const ROOT = path.join(__dirname, '..');
 const CHILD = process.env.TESSERA_NATIVE_CHILD === '1';
 const { csrFromDense, sparse24FromDense, spmmCsrRef, spmm24Ref } = require('../dist/backends/js/sparse.js');
 
-let nat = null;
-let loadError = null;
-try {
-  nat = require('node-gyp-build')(ROOT);
-} catch (e) {
-  loadError = e;
-}
+const H = require('./helpers');
+const { nat, loadError } = H.loadCpuAddon();
 
 // ---- helpers ------------------------------------------------------------------------------
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296; // [0, 1)
-  };
-}
+const rng = (seed) => H.rng(seed).next; // [0, 1)
+const { tailUntouched, sameBits } = H;
+const compare = H.compareF32;
+
 
 // Dense A [M, K] with about `sparsity` zeros; every 4th row (from row 1) is empty when M > 1.
 function sparseDense(M, K, sparsity, rand) {
@@ -52,37 +40,8 @@ function randomF32(n, rand) {
   return f;
 }
 
-function compare(out, ref, tol = 1e-5) {
-  let e2 = 0;
-  let r2 = 0;
-  let maxErr = 0;
-  let maxRef = 0;
-  let nonFinite = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const o = out[i];
-    if (!Number.isFinite(o) || !Number.isFinite(ref[i])) {
-      if (!(Object.is(o, ref[i]) || (Number.isNaN(o) && Number.isNaN(ref[i])))) nonFinite++;
-      continue;
-    }
-    const d = o - ref[i];
-    e2 += d * d;
-    r2 += ref[i] * ref[i];
-    maxErr = Math.max(maxErr, Math.abs(d));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]));
-  }
-  const rel = r2 > 0 ? Math.sqrt(e2 / r2) : Math.sqrt(e2);
-  const ok = nonFinite === 0 && rel < tol && maxErr <= 1e-4 * Math.max(maxRef, 1e-3);
-  return { ok, detail: `rel=${rel.toExponential(2)} maxErr=${maxErr.toExponential(2)} nonFinite=${nonFinite}` };
-}
 
-function tailUntouched(out, from) {
-  for (let i = from; i < out.length; i++) if (!Number.isNaN(out[i])) return false;
-  return true;
-}
 
-function sameBits(x, y) {
-  return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
-}
 
 const SLACK = 5;
 
