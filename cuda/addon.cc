@@ -33,45 +33,14 @@
 #include "events.cuh"
 #include "memory.cuh"
 #include "ops_addon.h"
+#include "napi_errors.h"
 
 namespace tc = tessera_cuda;
+using namespace tessera_cuda::js;
 
 namespace {
 
 constexpr napi_type_tag kBufferTag = {0x7465737365726163ULL, 0x7564616275663031ULL};  // "tesserac" "udabuf01"
-constexpr double kMaxSafeInteger = 9007199254740991.0;
-
-Napi::Error with_code(Napi::Error err, const char* code) {
-  err.Value().Set("code", Napi::String::New(err.Env(), code));
-  return err;
-}
-
-[[noreturn]] void throw_type(Napi::Env env, const std::string& msg) {
-  throw with_code(Napi::TypeError::New(env, msg), "E_TYPE");
-}
-
-[[noreturn]] void throw_range(Napi::Env env, const std::string& msg) {
-  throw with_code(Napi::RangeError::New(env, msg), "E_ARG");
-}
-
-Napi::Error js_error(Napi::Env env, const tc::Status& s) {
-  switch (s.code) {
-    case tc::Code::arg:
-      return with_code(Napi::RangeError::New(env, s.message), "E_ARG");
-    case tc::Code::freed:
-      return with_code(Napi::Error::New(env, s.message), "E_DISPOSED");
-    case tc::Code::oom:
-      return with_code(Napi::Error::New(env, s.message), "E_OOM");
-    case tc::Code::unavailable:
-      return with_code(Napi::Error::New(env, s.message), "E_BACKEND");
-    default:
-      return with_code(Napi::Error::New(env, s.message), "E_NATIVE");
-  }
-}
-
-void check(Napi::Env env, const tc::Status& s) {
-  if (!s.ok()) throw js_error(env, s);
-}
 
 const char* type_name(const Napi::Value& v) {
   switch (v.Type()) {
@@ -85,13 +54,6 @@ const char* type_name(const Napi::Value& v) {
     case napi_external: return "external";
     case napi_bigint: return "bigint";
     default: return v.IsTypedArray() ? "typed array" : v.IsArray() ? "array" : "object";
-  }
-}
-
-void expect_args(const Napi::CallbackInfo& info, size_t n, const char* fn) {
-  if (info.Length() != n) {
-    throw_type(info.Env(), std::string(fn) + ": expected " + std::to_string(n) + " argument(s), got " +
-                               std::to_string(info.Length()));
   }
 }
 

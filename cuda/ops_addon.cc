@@ -16,41 +16,16 @@
 #include <cmath>
 #include <string>
 
+#include "napi_errors.h"
 #include "ops.cuh"
 
 namespace tessera_cuda {
 
 namespace {
 
+using namespace js;
+
 BufferUnwrap g_unwrap = nullptr;
-constexpr double kMaxSafeInteger = 9007199254740991.0;
-
-Napi::Error with_code(Napi::Error err, const char* code) {
-  err.Value().Set("code", Napi::String::New(err.Env(), code));
-  return err;
-}
-
-[[noreturn]] void throw_type(Napi::Env env, const std::string& msg) {
-  throw with_code(Napi::TypeError::New(env, msg), "E_TYPE");
-}
-
-void check(Napi::Env env, const Status& s) {
-  if (s.ok()) return;
-  switch (s.code) {
-    case Code::arg: throw with_code(Napi::RangeError::New(env, s.message), "E_ARG");
-    case Code::freed: throw with_code(Napi::Error::New(env, s.message), "E_DISPOSED");
-    case Code::oom: throw with_code(Napi::Error::New(env, s.message), "E_OOM");
-    case Code::unavailable: throw with_code(Napi::Error::New(env, s.message), "E_BACKEND");
-    default: throw with_code(Napi::Error::New(env, s.message), "E_NATIVE");
-  }
-}
-
-void expect_args(const Napi::CallbackInfo& info, size_t n, const char* fn) {
-  if (info.Length() != n) {
-    throw_type(info.Env(), std::string(fn) + ": expected " + std::to_string(n) + " argument(s), got " +
-                               std::to_string(info.Length()));
-  }
-}
 
 double number(Napi::Env env, const Napi::Value& v, const std::string& what) {
   if (!v.IsNumber()) throw_type(env, what + " must be a number");
