@@ -5,14 +5,14 @@
 // fall to the JS backend until their native kernels land.
 //
 //   node benchmark/cpu.js [--quick] [--only gemm,attention,qgemm,spmm,js] [--out benchmark/results]
-//                         [--threads 2] [--target-s 1]
+//                         [--threads 2] [--target-s 1] [--match id-substring,...]
 // Writes <out>/cpu-<date>.json, cpu-latest.md and cpu-latest.svg (after every case, so a cut-short run
 // still leaves its results). Cases, peers and targets: cases.js; timing: harness.js; peak: peak.js.
 'use strict';
 const path = require('path');
 
 function parseArgs(argv) {
-  const o = { quick: false, only: null, out: path.join(__dirname, 'results'), threads: 2, targetS: null };
+  const o = { quick: false, only: null, match: null, out: path.join(__dirname, 'results'), threads: 2, targetS: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -22,11 +22,12 @@ function parseArgs(argv) {
     };
     if (a === '--quick') o.quick = true;
     else if (a.startsWith('--only')) o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a.startsWith('--match')) o.match = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a.startsWith('--out')) o.out = path.resolve(val());
     else if (a.startsWith('--threads')) o.threads = Number(val());
     else if (a.startsWith('--target-s')) o.targetS = Number(val());
     else if (a === '-h' || a === '--help') {
-      console.log('usage: node benchmark/cpu.js [--quick] [--only gemm,attention,qgemm,spmm,js] [--out DIR] [--threads N] [--target-s S]');
+      console.log('usage: node benchmark/cpu.js [--quick] [--only gemm,attention,qgemm,spmm,js] [--out DIR] [--threads N] [--target-s S] [--match ID,...]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -146,7 +147,8 @@ async function main() {
   console.log(`  peak: using ${peak.used} ${fmt(peak.gflops)} GFLOP/s; measured ${fmt(peak.measured.gflops)} (${peak.measured.source}); nominal ${fmt(peak.nominal.gflops)} (${peak.nominal.formula})${peak.why ? `; ${peak.why}` : ''}`);
   run.peak = peak;
 
-  const cases = buildCases({ quick: opts.quick, only: opts.only });
+  const cases = buildCases({ quick: opts.quick, only: opts.only }).filter((c) => !opts.match || opts.match.some((m) => c.id.includes(m)));
+  if (!cases.length) throw new Error('no case matches --only/--match');
   const extraPeak = [];
   const ctx = { T, threads: opts.threads, numpy, peers, quick: opts.quick };
   for (let n = 0; n < cases.length; n++) {
