@@ -13,7 +13,7 @@
 //   addF32(a, b, out, n), fillF32(buf, value, n)
 //   emptyCache, allocatorStats, resetPeakStats and the tensor kernels: see ops_addon.cc
 //   attention(q, k, v, out, params), attentionUnsupported(params), attentionTime(...)   (see below)
-//   eventRecord, eventElapsedNs, eventRelease, eventPoolStats: CUDA events for the profiler (see below)
+//   eventRecord, eventRecordDeferred, eventElapsedNs, eventRelease, eventPoolStats: CUDA events for the profiler (see below)
 // Errors carry `code` from lib/errors.ts: E_TYPE (TypeError), E_ARG (RangeError), E_DISPOSED (freed
 // handle), E_DETACHED, E_OOM (message starts "CUDA out of memory"), E_BACKEND (no device), E_NATIVE.
 //
@@ -427,6 +427,21 @@ Napi::Value EventRecord(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+// eventRecordDeferred() -> handle: recorded when the next op queues work on the stream (a start mark that
+// leaves out the op's host-side preparation; cuda/events.cuh).
+Napi::Value EventRecordDeferred(const Napi::CallbackInfo& info) {
+  expect_args(info, 0, "eventRecordDeferred");
+  auto* m = new tc::EventMark();
+  const tc::Status s = tc::event_record_deferred(m);
+  if (!s.ok()) {
+    delete m;
+    throw js_error(info.Env(), s);
+  }
+  auto handle = Napi::External<tc::EventMark>::New(info.Env(), m, finalize_event);
+  handle.TypeTag(&kEventTag);
+  return handle;
+}
+
 Napi::Value EventElapsedNs(const Napi::CallbackInfo& info) {
   expect_args(info, 2, "eventElapsedNs");
   const tc::EventMark* a = arg_event(info, 0, "eventElapsedNs", "a");
@@ -472,6 +487,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionUnsupported", Napi::Function::New(env, AttentionUnsupported, "attentionUnsupported"));
   exports.Set("attentionTime", Napi::Function::New(env, AttentionTime, "attentionTime"));
   exports.Set("eventRecord", Napi::Function::New(env, EventRecord, "eventRecord"));
+  exports.Set("eventRecordDeferred", Napi::Function::New(env, EventRecordDeferred, "eventRecordDeferred"));
   exports.Set("eventElapsedNs", Napi::Function::New(env, EventElapsedNs, "eventElapsedNs"));
   exports.Set("eventRelease", Napi::Function::New(env, EventRelease, "eventRelease"));
   exports.Set("eventPoolStats", Napi::Function::New(env, EventPoolStats, "eventPoolStats"));

@@ -5,6 +5,7 @@
 // once per process (std::call_once): the outcome cannot change while the process lives, and a cached
 // answer keeps the per-operation cost to one atomic load.
 #include "device.cuh"
+#include "events.cuh"
 
 #include <mutex>
 
@@ -103,7 +104,11 @@ Status device_ready() {
   return b.status;
 }
 
-cudaStream_t device_stream() { return backend().stream; }
+cudaStream_t device_stream() {
+  cudaStream_t s = backend().stream;
+  event_flush_deferred(s);  // a profiler start mark lands right before the first work an op queues
+  return s;
+}
 int device_sm_count() { return backend().sm_count; }
 
 }  // namespace tessera_cuda

@@ -58,6 +58,7 @@ DeviceReport device_report();
 Status device_ready();
 
 // The backend stream and device 0's multiprocessor count; valid only after device_ready() succeeded.
+// device_stream() also records pending deferred profiler marks (events.cuh): call it where work is queued.
 cudaStream_t device_stream();
 int device_sm_count();
 

@@ -5,6 +5,8 @@
 // simply re-captures it, and nothing reads the old capture after release.
 #include "events.cuh"
 
+#include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -23,13 +25,18 @@ EventPool& pool() {
   return *p;
 }
 
+// Deferred start marks: recorded at the next device_stream() call.
+std::mutex g_deferred_mu;
+std::vector<EventMark*> g_deferred;
+std::atomic<int> g_deferred_count{0};
+
 constexpr size_t kMaxIdle = 1 << 16;  // beyond this many idle events, released ones are destroyed
 
 }  // namespace
 
-Status event_record(EventMark* mark) {
-  Status s = device_ready();
-  if (!s.ok()) return s;
+namespace {
+// An event from the pool, or a new one with timing enabled; counted live.
+Status acquire_event(cudaEvent_t* out) {
   cudaEvent_t ev = nullptr;
   EventPool& p = pool();
   {
@@ -40,24 +47,61 @@ Status event_record(EventMark* mark) {
     }
   }
   if (ev == nullptr) {
-    s = status_from_cuda(cudaEventCreateWithFlags(&ev, cudaEventDefault), "cudaEventCreate");
+    Status s = status_from_cuda(cudaEventCreateWithFlags(&ev, cudaEventDefault), "cudaEventCreate");
     if (!s.ok()) return s;
-  }
-  s = status_from_cuda(cudaEventRecord(ev, device_stream()), "cudaEventRecord");
-  if (!s.ok()) {
-    cudaEventDestroy(ev);
-    return s;
   }
   {
     std::lock_guard<std::mutex> lock(p.mu);
     ++p.live;
   }
+  *out = ev;
+  return status_ok();
+}
+}  // namespace
+
+Status event_record(EventMark* mark) {
+  Status s = device_ready();
+  if (!s.ok()) return s;
+  cudaEvent_t ev = nullptr;
+  s = acquire_event(&ev);
+  if (!s.ok()) return s;
   mark->event = ev;
   mark->released = false;
+  mark->pending = false;
+  // device_stream() first records any deferred start marks, so they precede this one on the stream
+  s = status_from_cuda(cudaEventRecord(ev, device_stream()), "cudaEventRecord");
+  if (!s.ok()) event_release(mark);
+  return s;
+}
+
+Status event_record_deferred(EventMark* mark) {
+  Status s = device_ready();
+  if (!s.ok()) return s;
+  cudaEvent_t ev = nullptr;
+  s = acquire_event(&ev);
+  if (!s.ok()) return s;
+  mark->event = ev;
+  mark->released = false;
+  mark->pending = true;
+  std::lock_guard<std::mutex> lock(g_deferred_mu);
+  g_deferred.push_back(mark);
+  g_deferred_count.store(int(g_deferred.size()), std::memory_order_release);
   return status_ok();
 }
 
+void event_flush_deferred(cudaStream_t stream) {
+  if (g_deferred_count.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard<std::mutex> lock(g_deferred_mu);
+  for (EventMark* m : g_deferred) {
+    cudaEventRecord(m->event, stream);  // a failure surfaces at event_elapsed_ns (never recorded)
+    m->pending = false;
+  }
+  g_deferred.clear();
+  g_deferred_count.store(0, std::memory_order_release);
+}
+
 Status event_elapsed_ns(const EventMark& a, const EventMark& b, double* ns) {
+  if (a.pending || b.pending) event_flush_deferred(device_stream());
   Status s = status_from_cuda(cudaEventSynchronize(b.event), "cudaEventSynchronize");
   if (!s.ok()) return s;
   float ms = 0;
@@ -70,6 +114,12 @@ Status event_elapsed_ns(const EventMark& a, const EventMark& b, double* ns) {
 void event_release(EventMark* mark) {
   if (mark->released || mark->event == nullptr) return;
   mark->released = true;
+  if (mark->pending) {
+    std::lock_guard<std::mutex> lock(g_deferred_mu);
+    g_deferred.erase(std::remove(g_deferred.begin(), g_deferred.end(), mark), g_deferred.end());
+    g_deferred_count.store(int(g_deferred.size()), std::memory_order_release);
+    mark->pending = false;
+  }
   EventPool& p = pool();
   bool keep;
   {

@@ -15,10 +15,18 @@ namespace tessera_cuda {
 struct EventMark {
   cudaEvent_t event = nullptr;
   bool released = false;  // back in the pool: the handle may no longer be read
+  bool pending = false;   // from event_record_deferred, not recorded on the stream yet
 };
 
 // Takes an event from the pool (or creates one, timing enabled) and records it on the backend stream.
 Status event_record(EventMark* mark);
+
+// Takes an event from the pool now but records it when the calling op next touches the stream (the next
+// device_stream() call: a kernel launch, a copy, or the next event_record). A profiler's start mark taken
+// this way leaves out the host-side preparation an op does before it queues work on an idle device.
+Status event_record_deferred(EventMark* mark);
+// Records the deferred events on `stream` (called by device_stream(); nearly free when none is pending).
+void event_flush_deferred(cudaStream_t stream);
 
 // Nanoseconds from a to b (both recorded, a before b on the stream); waits for b to complete first.
 // Negative when b was recorded before a. Resolution is about half a microsecond (cudaEventElapsedTime).

@@ -11,10 +11,13 @@
 // RoPE: one thread per output element; the angle pos * inv_freq is formed in float64 and reduced mod 2*pi
 // there, then sincosf in float32: positions in the tens of thousands keep float32 accuracy (a float32
 // angle would lose ~1e-3 at 4096 * 1). Pairs are (i, i + half) (rotate-half, HF Llama) or (2i, 2i + 1)
-// (interleaved, GPT-J); dims past rotary_dim pass through. positions and inv_freq are uploaded without a
-// stream wait (copy_h2d_queued) into a scratch buffer from the caching allocator, freed right after the
-// launch (stream order keeps it alive for the kernel).
+// (interleaved, GPT-J); dims past rotary_dim pass through. positions and inv_freq stay on the device between
+// calls (rope_tables): only a call with different tables uploads them, without a stream wait
+// (copy_h2d_queued), so repeated calls (q and k of every layer) launch the kernel and nothing else.
 #include <cmath>
+#include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "ops_device.cuh"
 
@@ -191,6 +194,43 @@ Status embedding(const TensorRef& out, const TensorRef& ids, const TensorRef& ta
   return launched("embedding");
 }
 
+// rope's tables (S positions, then the inverse frequencies, as double) stay on the device between calls, with
+// a host copy of what was uploaded: a model applies rope to q and k of every layer with the same tables, and
+// uploading them each call put a host-staged copy (host work, then a DMA) inside every rope call. A call with
+// other tables replaces them; the old buffer is freed stream-ordered (kernels queued before still read it).
+static Status rope_tables(const double* positions, size_t S, const double* inv_freq, size_t n_freq, const double** dev) {
+  struct Cache {
+    std::mutex mu;
+    DeviceBuffer buf;
+    std::vector<double> host;
+  };
+  static Cache* cache = new Cache();  // never destroyed: finalizers may still run rope at exit
+  std::lock_guard<std::mutex> lock(cache->mu);
+  std::vector<double>& h = cache->host;
+  const bool same = cache->buf.ptr != nullptr && h.size() == S + n_freq &&
+                    std::memcmp(h.data(), positions, S * sizeof(double)) == 0 &&
+                    (n_freq == 0 || std::memcmp(h.data() + S, inv_freq, n_freq * sizeof(double)) == 0);
+  if (!same) {
+    if (cache->buf.ptr != nullptr) buffer_free(&cache->buf);
+    cache->buf = DeviceBuffer{};
+    h.clear();
+    DeviceBuffer fresh;
+    Status s = buffer_alloc(&fresh, (S + n_freq) * sizeof(double));
+    if (!s.ok()) return s;
+    s = copy_h2d_queued(&fresh, 0, positions, S * sizeof(double));
+    if (s.ok() && n_freq > 0) s = copy_h2d_queued(&fresh, S * sizeof(double), inv_freq, n_freq * sizeof(double));
+    if (!s.ok()) {
+      buffer_free(&fresh);
+      return s;
+    }
+    cache->buf = fresh;
+    h.assign(positions, positions + S);
+    h.insert(h.end(), inv_freq, inv_freq + n_freq);
+  }
+  *dev = static_cast<const double*>(cache->buf.ptr);
+  return status_ok();
+}
+
 Status rope(const TensorRef& out, const TensorRef& x, const double* positions, size_t n_positions,
             const double* inv_freq, size_t n_freq, size_t rotary_dim, bool interleaved) {
   Status s = check_ref(x, "rope");
@@ -204,20 +244,15 @@ Status rope(const TensorRef& out, const TensorRef& x, const double* positions, s
   if (!s.ok() || x.numel() == 0) return s;
   s = device_ready();
   if (!s.ok()) return s;
-  DeviceBuffer scratch;
-  const size_t bytes = (S + n_freq) * sizeof(double);
-  s = buffer_alloc(&scratch, bytes);
-  if (!s.ok()) return s;
-  s = copy_h2d_queued(&scratch, 0, positions, S * sizeof(double));
-  if (s.ok() && n_freq > 0) s = copy_h2d_queued(&scratch, S * sizeof(double), inv_freq, n_freq * sizeof(double));
+  const double* tables = nullptr;
+  s = rope_tables(positions, S, inv_freq, n_freq, &tables);
   if (s.ok()) {
     const size_t rows = x.numel() / D;
     rope_kernel<<<blocks_for(x.numel()), kThreads, 0, device_stream()>>>(
-        out.base(), out.dtype, x.base(), x.dtype, static_cast<const double*>(scratch.ptr), static_cast<uint32_t>(S),
+        out.base(), out.dtype, x.base(), x.dtype, tables, static_cast<uint32_t>(S),
         static_cast<uint32_t>(n_freq), static_cast<uint32_t>(rows), static_cast<uint32_t>(D), interleaved);
     s = launched("rope");
   }
-  buffer_free(&scratch);  // stream-ordered reuse: the kernel queued above runs before any later user
   return s;
 }
 

@@ -38,13 +38,15 @@ if (!info.available) {
       return;
     }
     const addon = require(file);
-    for (const f of ['eventRecord', 'eventElapsedNs', 'eventRelease', 'eventPoolStats']) {
+    for (const f of ['eventRecord', 'eventRecordDeferred', 'eventElapsedNs', 'eventRelease', 'eventPoolStats']) {
       t.equal(typeof addon[f], 'function', `${path.basename(file)} exports ${f}`);
     }
     t.throws(() => addon.eventElapsedNs({}, {}), codeIs('E_TYPE'), 'eventElapsedNs: a plain object is not an event (E_TYPE)');
     t.throws(() => addon.eventRelease(1), codeIs('E_TYPE'), 'eventRelease: a number is not an event (E_TYPE)');
     t.throws(() => addon.eventRecord(1), codeIs('E_TYPE'), 'eventRecord takes no arguments (E_TYPE)');
     t.throws(() => addon.eventRecord(), codeIs('E_BACKEND'), 'eventRecord without a device: E_BACKEND');
+    t.throws(() => addon.eventRecordDeferred(2), codeIs('E_TYPE'), 'eventRecordDeferred takes no arguments (E_TYPE)');
+    t.throws(() => addon.eventRecordDeferred(), codeIs('E_BACKEND'), 'eventRecordDeferred without a device: E_BACKEND');
     t.deepEqual(addon.eventPoolStats(), { idle: 0, live: 0 }, 'no events handed out');
     t.end();
   });
@@ -122,6 +124,41 @@ test('cuda: nested sessions share the markers and release them once the last one
   t.equal(outer.records[0].durationNs, r1.records[0].durationNs, 'same device duration in both sessions');
   t.equal(cuda.eventPoolStats().live, live0, 'markers released after the outer session');
   x.dispose();
+  t.end();
+});
+
+test('cuda: a deferred start mark is recorded at the next queued work, not at the call', (t) => {
+  const buf = cuda.malloc(1024);
+  cuda.synchronize();
+  const busyWait = (ms) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+  };
+  // the device idles through the host's 60 ms: an immediate mark counts them, a deferred one does not
+  const now = cuda.eventRecord();
+  const later = cuda.eventRecordDeferred();
+  busyWait(60);
+  cuda.fillF32(buf, 1, 256);
+  const end = cuda.eventRecord();
+  const withHost = cuda.eventElapsedNs(now, end);
+  const fromLaunch = cuda.eventElapsedNs(later, end);
+  t.ok(withHost >= 55e6, `immediate mark -> end = ${(withHost / 1e6).toFixed(2)} ms spans the host wait`);
+  t.ok(fromLaunch >= 0 && fromLaunch < 30e6, `deferred mark -> end = ${(fromLaunch / 1e6).toFixed(3)} ms: the fill only`);
+  // released before anything was queued: it never reaches the stream, and the pool gets it back
+  const live = cuda.eventPoolStats().live;
+  const dropped = cuda.eventRecordDeferred();
+  cuda.eventRelease(dropped);
+  t.equal(cuda.eventPoolStats().live, live, 'a deferred mark released while pending goes back to the pool');
+  cuda.fillF32(buf, 2, 256);
+  cuda.synchronize();
+  t.pass('later work queues normally after a pending mark was released');
+  // a deferred mark with no work after it: the end mark records it first (duration ~0, never negative)
+  const a = cuda.eventRecordDeferred();
+  const b = cuda.eventRecord();
+  const ab = cuda.eventElapsedNs(a, b);
+  t.ok(ab >= 0 && ab < 1e6, `deferred then immediate with nothing between: ${ab} ns`);
+  for (const e of [now, later, end, a, b]) cuda.eventRelease(e);
+  cuda.free(buf);
   t.end();
 });
 

@@ -30,6 +30,8 @@ import { TensorMeta } from './cost';
 export interface DeviceTimer {
   /** records a marker on the backend's stream and returns its handle */
   mark(): unknown;
+  /** optional start marker, recorded when the op queues its first device work rather than at the call */
+  markStart?(): unknown;
   /** nanoseconds between two markers from mark(), a before b */
   elapsedNs(a: unknown, b: unknown): number;
   /** waits for all queued device work; makes the anchor exact */
@@ -156,7 +158,7 @@ function runHook(rec: RunRecord, inputs: Tensor[], attrs: unknown, run: () => un
   let m0: unknown;
   if (timer) {
     anchor = anchorFor(timer);
-    m0 = timer.mark();
+    m0 = timer.markStart ? timer.markStart() : timer.mark();
   } else deviceSync(device);
   const timing: Timing = timer ? 'device' : 'host-sync';
   const t0 = process.hrtime.bigint();

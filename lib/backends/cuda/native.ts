@@ -115,6 +115,8 @@ export interface CudaBinding {
   // before they existed still loads, and then cuda ops are profiled host-timed ('host-sync').
   /** Records an event on the backend stream (from a pool) and returns its handle. */
   eventRecord?(): CudaEvent;
+  /** An event recorded when the next op first queues work on the stream (leaves out its host preparation). */
+  eventRecordDeferred?(): CudaEvent;
   /** Nanoseconds from a to b on the device; waits for b to complete. E_DISPOSED for a released handle. */
   eventElapsedNs?(a: CudaEvent, b: CudaEvent): number;
   /** Returns the event to the pool (idempotent); the GC does it for a forgotten handle. */
