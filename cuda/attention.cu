@@ -12,7 +12,9 @@
 //     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits: as many as
 //     fill ONE wave of resident CTAs) whose normalized partials + log-sum-exp go to a float32 workspace
 //     (kept across calls); the last CTA of each column to finish merges them (atomic arrival counter,
-//     combine_if_last). More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV, merged by the
+//     combine_if_last). With >= 8 tiles per CTA the tiles are not cut into equal ranges but handed out by
+//     a per-column counter (dynamic schedule): the CTAs of one wave stream at rates up to ~40% apart
+//     (H100 timeline, cuda/dev/NOTES.md v6), so equal shares left the fastest idle for the slowest. More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV, merged by the
 //     separate attn_combine_kernel (one CTA merging 64 rows measured slower).
 // Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) a B8 Hkv8 Sk8192
 // D128 cache (268 MB with V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
@@ -40,6 +42,8 @@ struct MmaParams {
   float* lse_part;  // [splits][B*Hq*Sq] log2-sum-exp of each partial
   int Hq, Hkv, Sq, Sk, group, rows, kv_offset, causal, split_keys, splits;
   int fused;        // splits > 1: the last CTA of each (row tile, b, kv head) combines the partials
+  int dynamic;      // splits > 1: the CTAs of a column take its KV tiles from a counter (see attn_mma_kernel)
+  int l2_prefetch;  // K/V copies ask L2 to fetch this many bytes around each 16-byte piece (0, 128, 256)
   float scale_log2;
 };
 
@@ -48,10 +52,27 @@ struct MmaParams {
 // are ordered on the one backend stream). Launches with more CTA columns use the separate combine kernel.
 constexpr int kMaxSplitTiles = 4096;
 __device__ unsigned int g_split_counter[kMaxSplitTiles];
+// Tile counters of the dynamic split-KV schedule, one per CTA column; reset by the column's last CTA.
+__device__ unsigned int g_tile_counter[kMaxSplitTiles];
+// Dynamic schedule: CTA z of a column starts with tiles z, z + splits, ... (kDynStatic of them, no atomics
+// while the pipeline fills), then takes one tile at a time from the column's counter, kDynAhead steps before
+// its loads are issued (hides the atomic's latency). Measured on H100 against alternatives: a contiguous
+// static run of 50-90% of a fair share first, then counter chunks, was 3-5% slower (cuda/dev/NOTES.md, v6).
+constexpr int kDynAhead = 2, kDynRing = 8, kDynStatic = 4;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+// The same with an L2 prefetch-size hint: a streaming tile is contiguous, so L2 may fetch whole sectors ahead.
+__device__ __forceinline__ void cp_async16_pf(uint32_t dst, const void* src, bool valid, int pf) {
+  if (pf == 256) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+  } else if (pf == 128) {
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+  } else {
+    cp_async16(dst, src, valid);
+  }
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
@@ -146,7 +167,7 @@ __device__ __forceinline__ void write_row(const MmaParams& p, int64_t orow, int 
 // whole dynamic allocation is free once every thread is past the first barrier here). All 128 threads.
 template <typename T, int kD>
 __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int hkv, int row0, int row_end,
-                                                float* wbuf) {
+                                                float* wbuf, bool do_combine) {
   __shared__ int s_last;
   __threadfence();  // this thread's partial stores are visible device-wide before the CTA counts in
   __syncthreads();
@@ -154,22 +175,27 @@ __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int h
     unsigned int* ctr = g_split_counter + blockIdx.y * gridDim.x + blockIdx.x;
     const unsigned int prev = atomicAdd(ctr, 1u);
     const int last = prev == unsigned(p.splits - 1);
-    if (last) atomicExch(ctr, 0u);  // every split arrived: ready for the next launch
+    if (last) {  // every split arrived (and took its last tile): ready for the next launch
+      atomicExch(ctr, 0u);
+      if (p.dynamic) atomicExch(g_tile_counter + blockIdx.y * gridDim.x + blockIdx.x, 0u);
+    }
     s_last = last;
   }
   __syncthreads();
-  if (!s_last) return;
+  if (!s_last || !do_combine) return;
   __threadfence();
   const int nrows = row_end - row0, S = p.splits;
   const int64_t rows_total = int64_t(gridDim.y / p.Hkv) * p.Hq * p.Sq;
+  // all rows x splits log-sum-exps in one parallel pass of loads, then per row: weights 2^(lse - max) / sum
+  for (int i = threadIdx.x; i < nrows * S; i += 128) {
+    const int r = i / S, sp = i % S;
+    wbuf[i] = __ldcg(p.lse_part + sp * rows_total + out_row(p, b, hkv, row0 + r));
+  }
+  __syncthreads();
   for (int r = threadIdx.x; r < nrows; r += 128) {
-    const int64_t orow = out_row(p, b, hkv, row0 + r);
     float* w = wbuf + r * S;
     float mx = kNegInf;
-    for (int s = 0; s < S; ++s) {
-      w[s] = __ldcg(p.lse_part + s * rows_total + orow);
-      mx = fmaxf(mx, w[s]);
-    }
+    for (int s = 0; s < S; ++s) mx = fmaxf(mx, w[s]);
     float sum = 0.f;
     for (int s = 0; s < S; ++s) {
       const float e = mx == kNegInf ? 0.f : ex2(w[s] - mx);
@@ -193,7 +219,7 @@ __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int h
     const float* wa = wbuf + ra * S;
     const float* wb = wbuf + rb * S;
     float4 x = make_float4(0.f, 0.f, 0.f, 0.f), y = x;
-#pragma unroll 8
+#pragma unroll 16
     for (int s = 0; s < S; ++s) {
       const int64_t off = s * rows_total * kD;
       const float4 u = __ldcg(reinterpret_cast<const float4*>(pa + off));
@@ -223,8 +249,8 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
   const int row0 = blockIdx.x * C::kRows;
   const int row_end = min(row0 + C::kRows, p.rows);
 
-  int kv_begin = blockIdx.z * p.split_keys;
-  int kv_end = min(p.Sk, kv_begin + p.split_keys);
+  int kv_begin = p.dynamic ? 0 : blockIdx.z * p.split_keys;
+  int kv_end = p.dynamic ? p.Sk : min(p.Sk, kv_begin + p.split_keys);
   int i_min = 0;  // smallest query index among the CTA's rows (for the causal mask check)
   if (p.causal) {
     const int i0 = row0 % p.Sq, il = (row_end - 1) % p.Sq;
@@ -233,6 +259,23 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     kv_end = min(kv_end, p.kv_offset + (wraps ? p.Sq - 1 : il) + 1);
   }
   const int n_tiles = kv_end > kv_begin ? (kv_end - kv_begin + kKT - 1) / kKT : 0;
+  // Which KV tile is this CTA's t-th: static splits take tiles kv_begin / kKT + t. The dynamic schedule
+  // (p.dynamic; the column's n_tiles tiles shared by its p.splits CTAs) keeps tile numbers in a ring:
+  // CTAs that stream faster take more tiles, so a column's CTAs finish within a tile or two of each other
+  // (with static splits, one wave of CTAs streaming equal shares finished up to ~40% apart).
+  __shared__ int s_tile[kDynRing];
+  unsigned int* tile_ctr = g_tile_counter + blockIdx.y * gridDim.x + blockIdx.x;
+  // thread 0 only: the tile of this CTA's step e (>= n_tiles: none left)
+  auto tile_of_step = [&](int e) {
+    return e < kDynStatic ? e * p.splits + int(blockIdx.z) : kDynStatic * p.splits + int(atomicAdd(tile_ctr, 1u));
+  };
+  if (p.dynamic) {
+    if (tid == 0)
+      for (int e = 0; e < kStages - 1 + kDynAhead; ++e) s_tile[e] = tile_of_step(e);
+    __syncthreads();
+  }
+  auto tile_key0 = [&](int t) { return p.dynamic ? s_tile[t % kDynRing] * kKT : kv_begin + t * kKT; };
+  auto tile_valid = [&](int t) { return p.dynamic ? s_tile[t % kDynRing] < n_tiles : t < n_tiles; };
 
   const T* q = static_cast<const T*>(p.q);
   const T* kg = static_cast<const T*>(p.k) + int64_t(blockIdx.y) * p.Sk * kD;
@@ -245,21 +288,21 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     cp_async16(sQ + r * kStride + (c % kCpr) * 16, src, ok);
   }
   auto load_kv = [&](int t, int st) {
-    const int key0 = kv_begin + t * kKT;
+    const int key0 = tile_key0(t);
     for (int c = tid; c < kKT * kCpr; c += 128) {
       const int r = c / kCpr, key = key0 + r;
       const bool ok = key < kv_end;
       const int64_t off = ok ? int64_t(key) * kD + (c % kCpr) * 8 : 0;
       const uint32_t dst = st * kKT * kStride + r * kStride + (c % kCpr) * 16;
-      cp_async16(sK + dst, kg + off, ok);
-      cp_async16(sV + dst, vg + off, ok);
+      cp_async16_pf(sK + dst, kg + off, ok, p.l2_prefetch);
+      cp_async16_pf(sV + dst, vg + off, ok, p.l2_prefetch);
     }
   };
   // prologue: tiles 0 .. kStages-2, one commit group each (Q rides in the first); groups stay counted
   // even when empty, so "tile t landed" is always cp.async.wait_group(kStages - 1) in iteration t.
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) {
-    if (t < n_tiles) load_kv(t, t);
+    if (tile_valid(t)) load_kv(t, t);
     cp_commit();
   }
 
@@ -273,9 +316,16 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
   for (int j = 0; j < kD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m_a = kNegInf, m_b = kNegInf, l_a = 0.f, l_b = 0.f;
 
-  for (int t = 0; t < n_tiles; ++t) {
-    if (t + kStages - 1 < n_tiles) load_kv(t + kStages - 1, (t + kStages - 1) % kStages);
+  static_assert(kStages - 1 + kDynAhead <= kDynStatic && kDynStatic < kDynRing, "dynamic tile ring");
+  for (int t = 0; tile_valid(t); ++t) {
+    if (tile_valid(t + kStages - 1)) load_kv(t + kStages - 1, (t + kStages - 1) % kStages);
     cp_commit();
+    // the tile number for step e = t + kStages - 1 + kDynAhead: first read kDynAhead steps from now (after
+    // this step's closing __syncthreads); its ring slot last held step e - kDynRing, computed steps ago
+    if (p.dynamic && tid == 0) {
+      const int e = t + kStages - 1 + kDynAhead;
+      s_tile[e % kDynRing] = tile_of_step(e);
+    }
     cp_wait<kStages - 1>();
     __syncthreads();
     const uint32_t kst = sK + (t % kStages) * kKT * kStride, vst = sV + (t % kStages) * kKT * kStride;
@@ -295,8 +345,8 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
       }
     }
     // scale, mask, online softmax (rows a and b; each row spread over the 4 threads of a quad)
-    const int key0 = kv_begin + t * kKT + kc0;
-    const bool masked = kv_begin + (t + 1) * kKT > kv_end || (p.causal && kv_begin + (t + 1) * kKT - 1 > p.kv_offset + i_min);
+    const int tk0 = tile_key0(t), key0 = tk0 + kc0;
+    const bool masked = tk0 + kKT > kv_end || (p.causal && tk0 + kKT - 1 > p.kv_offset + i_min);
     float mx_a = kNegInf, mx_b = kNegInf;
 #pragma unroll
     for (int j = 0; j < kKW / 8; ++j) {
@@ -371,7 +421,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
       if (ra < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, ra), 8 * j + 2 * t4, o[j][0] * inv_a, o[j][1] * inv_a, lse_a, j == 0 && t4 == 0);
       if (rb < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, rb), 8 * j + 2 * t4, o[j][2] * inv_b, o[j][3] * inv_b, lse_b, j == 0 && t4 == 0);
     }
-    if (p.fused) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem));
+    if (p.fused || p.dynamic) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem), p.fused);
     return;
   }
   // decode form: merge the 4 warps' partial (m, l, O) for the CTA's 16 rows through shared memory
@@ -411,7 +461,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     const float inv = l > 0.f ? 1.f / l : 0.f;
     write_row<T, kD>(p, out_row(p, b, hkv, row0 + r), d, x0 * inv, x1 * inv, l > 0.f ? mx + log2f(l) : kNegInf, d == 0);
   }
-  if (p.fused) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem));
+  if (p.fused || p.dynamic) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem), p.fused);
 }
 
 // out[row] = sum_s 2^(lse_s - M) O_s / sum_s 2^(lse_s - M); rows no split saw -> zeros.
@@ -491,7 +541,27 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   p.scale_log2 = s.scale * 1.4426950408889634f;
   // decode with <= 16 packed rows: 16-row CTAs whose 4 warps split each KV tile; more rows: 64-row CTAs
   // (K/V read once per 64 rows), still split-KV across CTAs.
-  const bool warp_split = decode && p.rows <= 16;
+  // TESSERA_ATTN_WS_ROWS (tuning knob, default 16): packed rows up to which the 16-row form is used (more
+  // than 16: several 16-row CTAs per KV column, which read the same K/V tiles at about the same time).
+  static const int ws_rows = [] {
+    const char* e = std::getenv("TESSERA_ATTN_WS_ROWS");
+    const int r = e ? std::atoi(e) : 16;
+    return r >= 16 && r <= 64 ? r : 16;
+  }();
+  // TESSERA_ATTN_L2PF (tuning knob: 0, 128 or 256, default 0): L2 prefetch hint of the K/V copies.
+  static const int l2pf = [] {
+    const char* e = std::getenv("TESSERA_ATTN_L2PF");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 128 || v == 256 ? v : 0;
+  }();
+  // TESSERA_ATTN_SPLIT_ROUND (tuning knob, default 64): keys per split are a multiple of this.
+  static const int split_round = [] {
+    const char* e = std::getenv("TESSERA_ATTN_SPLIT_ROUND");
+    const int v = e ? std::atoi(e) : 64;
+    return v >= 1 && v <= 1024 ? v : 64;
+  }();
+  p.l2_prefetch = decode ? l2pf : 0;
+  const bool warp_split = decode && p.rows <= ws_rows;
   const int rows_per_cta = warp_split ? 16 : 64;
   const int64_t row_tiles = (p.rows + rows_per_cta - 1) / rows_per_cta;
   const int64_t base_ctas = row_tiles * s.B * s.Hkv;
@@ -510,7 +580,7 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
     const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, warp_split, s.dtype) * waves;
     splits = int(std::max<int64_t>(1, std::min<int64_t>({slots / base_ctas, (kv_vis + 255) / 256, 128})));
   }
-  constexpr int kTile = 64;
+  const int kTile = split_round;
   p.split_keys = int((((kv_vis + splits - 1) / splits) + kTile - 1) / kTile * kTile);
   p.splits = int((kv_vis + p.split_keys - 1) / p.split_keys);
   if (p.splits < 1) p.splits = 1;
@@ -533,6 +603,16 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
     return 0;
   }();
   p.fused = base_ctas <= kMaxSplitTiles && (combine_mode == 2 || (combine_mode == 0 && warp_split)) ? 1 : 0;
+  // TESSERA_ATTN_DECODE_DYN=0 (A/B knob): static splits of split_keys keys instead of the dynamic schedule.
+  static const bool dyn_on = [] {
+    const char* e = std::getenv("TESSERA_ATTN_DECODE_DYN");
+    return !(e && std::string(e) == "0");
+  }();
+  // Dynamic only for the 16-row form with >= 8 tiles per CTA: with fewer (B1 Sk8192: 4) the strided start
+  // measured 12% slower than contiguous splits, and the 64-row form (2 stages) 15% slower (v6 runs).
+  const int64_t tiles_per_cta = (kv_vis + 63) / 64 / p.splits;
+  p.dynamic = dyn_on && warp_split && tiles_per_cta >= 8 && base_ctas <= kMaxSplitTiles ? 1 : 0;
+
   // Workspace: a grow-only buffer kept across calls (no allocator work in the stream per call; at most
   // ~slots * 64 rows * (D + 1) floats, < 10 MB); launches are ordered on the one backend stream.
   // TESSERA_ATTN_DECODE_WS=async: cudaMallocAsync/cudaFreeAsync per call instead (the v4 behaviour).
