@@ -74,7 +74,7 @@ function summarize(c, setup, res, peakG) {
     const row = { key: r.key, name: r.name, ...x };
     if (!x.skipped) {
       // a dense peer does the full M*K*N work: only its effective rate means anything
-      row.rate = c.family === 'spmm' && r.key === 'ort' ? 0 : rate(x);
+      row.rate = c.family === 'spmm' && (r.key === 'ort' || r.key === 'ours-dense') ? 0 : rate(x);
       row.effRate = effRate(x);
       row.ratio = ours.medianS ? x.medianS / ours.medianS : undefined;
     }
@@ -86,12 +86,10 @@ function summarize(c, setup, res, peakG) {
     }
     return row;
   });
-  let target = null;
-  if (c.target) {
-    const q = peerRows.find((p) => p.key === c.target.peer);
-    const met = q && q.ratio !== undefined ? q.ratio >= c.target.ratio : null;
-    target = { ...c.target, met };
-  }
+  const targets = (c.targets || []).map((tg) => {
+    const q = peerRows.find((p) => p.key === tg.peer);
+    return { ...tg, met: q && q.ratio !== undefined ? q.ratio >= tg.ratio : null };
+  });
   return {
     id: c.id,
     family: c.family,
@@ -103,7 +101,7 @@ function summarize(c, setup, res, peakG) {
     nnz: setup.nnz,
     tessera,
     peers: peerRows,
-    target,
+    targets,
     notes: setup.notes || [],
   };
 }
@@ -159,7 +157,7 @@ async function main() {
       setup = await c.setup(ctx);
     } catch (e) {
       console.log(`[${n + 1}/${cases.length}] ${c.kernel} ${c.shape}: set-up failed: ${e.message}`);
-      run.results.push({ id: c.id, family: c.family, kernel: c.kernel, shape: c.shape, unit: c.unit, tessera: { skipped: `set-up failed: ${e.message}` }, peers: [], target: null, notes: [] });
+      run.results.push({ id: c.id, family: c.family, kernel: c.kernel, shape: c.shape, unit: c.unit, tessera: { skipped: `set-up failed: ${e.message}` }, peers: [], targets: [], notes: [] });
       continue;
     }
     const pids = numpy ? [numpy.proc.pid] : [];
