@@ -129,6 +129,13 @@ const F64_CASES = [
   { dtype: 'float16', B: 1, Hq: 4, Hkv: 2, Sq: 150, Sk: 150, D: 128, causal: true },
   { dtype: 'float16', B: 2, Hq: 2, Hkv: 1, Sq: 3, Sk: 700, D: 64 },
   { dtype: 'float16', B: 1, Hq: 2, Sq: 64, Sk: 300, D: 64, causal: true, kvOffset: -10 },
+  // decode: 32 and 18 packed rows (64-row split-KV CTAs, mostly empty)
+  { dtype: 'bfloat16', B: 1, Hq: 8, Hkv: 2, Sq: 8, Sk: 1500, D: 128, causal: true },
+  { dtype: 'float16', B: 1, Hq: 6, Hkv: 1, Sq: 3, Sk: 2100, D: 64 },
+  // enough KV columns that a CTA gets >= 8 tiles (on an H100): the dynamic split-KV schedule (16-row form),
+  // and the same for 32 packed rows (static splits of the 64-row form)
+  { dtype: 'bfloat16', B: 5, Hq: 16, Hkv: 8, Sq: 1, Sk: 4096, D: 64 },
+  { dtype: 'bfloat16', B: 5, Hq: 32, Hkv: 8, Sq: 8, Sk: 4096, D: 128, causal: true },
 ].map(shapeOf);
 
 test('cuda attention: every variant against float64 (small shapes)', (t) => {
