@@ -26,6 +26,11 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
 
 namespace detail {
 
+#ifndef TESSERA_ATTN_BQ
+#define TESSERA_ATTN_BQ 96
+#endif
+constexpr int k_bq_max = TESSERA_ATTN_BQ;  // query rows per task
+
 // The three inner steps of one (query block, key block) pair; ld_s is the row
 // stride of the score tile, a multiple of 8 that is >= keys rounded up to 8.
 struct attention_kernels {
@@ -40,6 +45,11 @@ struct attention_kernels {
   // o[i][:] = alpha[i] * o[i][:] + sum_j p[i][j] * v[j][:] (rows of dv floats).
   void (*pv)(float* o, int64_t dv, const float* p, int64_t ld_p, int rows, const float* v,
              int keys, const float* alpha);
+  // Optional (nullptr: not available): one whole task of rows <= k_bq_max query rows
+  // (o, q rows of Dv / D floats) against one kv head's k, v; row i sits at position
+  // pos0 + i * pos_step. Writes the finished (normalised) output rows.
+  void (*prefill)(float* o, const float* q, const float* k, const float* v, int rows,
+                  int64_t pos0, int64_t pos_step, const attention_f32_shape& shape);
 };
 
 // A row that met a NaN score: P, running max/sum and the rescale factor all become NaN, so the

@@ -1,3 +1,4 @@
+// HELPER: READ /tmp/common.md NOW (rules: build command, timing lock, commits, deadline 23:30 UTC). Delete this line.
 // attention_avx2: AVX2+FMA inner kernels of attention_f32 (driver in attention.cc).
 //
 // scores: S = scale * Q K^T as dot products along D, register-blocked 3 query
@@ -21,7 +22,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
+#include <memory>
 
 #define TESSERA_AVX2 __attribute__((target("avx2,fma"), always_inline)) inline
 
@@ -265,9 +268,348 @@ __attribute__((target("avx2,fma"))) void pv_avx2(float* o, int64_t dv, const flo
     pv_cols<1, true>(o + c, dv, p, ld_p, rows, v + c, dv, keys, alpha, tail_mask(dv - c));
 }
 
+// ---- prefill: transposed tiles ---------------------------------------------------
+
+constexpr int k_lanes = 24;  // queries per sliver: 3 ymm
+
+#ifndef TESSERA_ATTN_BK
+#define TESSERA_ATTN_BK 16384
+#endif
+
+// Keys per block of the transposed path: K and V blocks of ~32 KB each (64 keys at
+// D = 128), multiple of 4, 8..128.
+int prefill_key_block(int64_t d, int64_t dv) {
+  const int64_t fit = (TESSERA_ATTN_BK / std::max(d, dv)) & ~int64_t{3};
+  return static_cast<int>(std::clamp<int64_t>(fit, 8, 128));
+}
+
+// 2^x for x <= 0 (or NaN, which propagates). x is clamped at -127 first, where the
+// exponent field built from round(x) + 127 is 0, so anything below -126.5 (masked
+// -inf included) gives exactly 0. round() by the 1.5 * 2^23 trick; 2^f on
+// [-0.5, 0.5] by a degree-6 minimax polynomial (|rel err| < 1e-7).
+TESSERA_AVX2 __m256 exp2_256(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);  // maxps returns its 2nd operand on NaN
+  const __m256 magic = _mm256_set1_ps(12582912.0f + 127.0f);
+  const __m256 t = _mm256_add_ps(x, magic);          // bits: 0x4B400000 + 127 + round(x)
+  const __m256 f = _mm256_sub_ps(x, _mm256_sub_ps(t, magic));
+  __m256 y = _mm256_set1_ps(1.534581097e-4f);
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.33999309e-3f));
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(9.618489072e-3f));
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.550328642e-2f));
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.402264625e-1f));
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(6.931471825e-1f));
+  y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0f));
+  const __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+  return _mm256_mul_ps(y, e);
+}
+
+// S^T tile: pt[r][0..24) = sum_x k[r][x] * qt[x][0..24) for R keys (rows of K in place,
+// d floats apart), qt = one Q sliver transposed [d][24].
+template <int R>
+TESSERA_AVX2 void st_tile(float* pt, const float* qt, const float* k, int64_t d) {
+  __m256 acc[R][3];
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < 3; ++w) acc[r][w] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t x = 0; x < d; ++x) {
+    const __m256 q0 = _mm256_loadu_ps(qt + x * k_lanes);
+    const __m256 q1 = _mm256_loadu_ps(qt + x * k_lanes + 8);
+    const __m256 q2 = _mm256_loadu_ps(qt + x * k_lanes + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_broadcast_ss(k + r * d + x);
+      acc[r][0] = _mm256_fmadd_ps(b, q0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(b, q1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(b, q2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < 3; ++w) _mm256_storeu_ps(pt + r * k_lanes + 8 * w, acc[r][w]);
+}
+
+// O^T tile: rows c..c+R of one sliver's O^T [dv][24]:
+//   ot[r][:] = alpha * ot[r][:] + sum_j v[j][r] * pt[j][:]   (first: ot = sum only)
+// v = &V[k0][c] in place (rows dv floats apart).
+template <int R>
+TESSERA_AVX2 void ot_tile(float* ot, const float* pt, const float* v, int64_t dv, int keys,
+                          bool first, const float* alpha) {
+  __m256 acc[R][3];
+  if (first) {
+    for (int r = 0; r < R; ++r)
+      for (int w = 0; w < 3; ++w) acc[r][w] = _mm256_setzero_ps();
+  } else {
+    for (int w = 0; w < 3; ++w) {
+      const __m256 a = _mm256_loadu_ps(alpha + 8 * w);
+      for (int r = 0; r < R; ++r)
+        acc[r][w] = _mm256_mul_ps(a, _mm256_loadu_ps(ot + r * k_lanes + 8 * w));
+    }
+  }
+#pragma GCC unroll 2
+  for (int j = 0; j < keys; ++j) {
+    const __m256 p0 = _mm256_loadu_ps(pt + j * k_lanes);
+    const __m256 p1 = _mm256_loadu_ps(pt + j * k_lanes + 8);
+    const __m256 p2 = _mm256_loadu_ps(pt + j * k_lanes + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_broadcast_ss(v + j * dv + r);
+      acc[r][0] = _mm256_fmadd_ps(b, p0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(b, p1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(b, p2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int w = 0; w < 3; ++w) _mm256_storeu_ps(ot + r * k_lanes + 8 * w, acc[r][w]);
+}
+
+// Online softmax down the key axis of one sliver's S^T [keys][24] (log2 units), in
+// place: every step is vertical, one query per lane. NaN in a lane's scores or
+// running max poisons that lane (P, m, l, alpha NaN). A lane whose max is still
+// -inf gets p = 0 (alpha = 0 there, harmless: its O and l are still 0).
+TESSERA_AVX2 void softmax_t(float* pt, int keys, float* m, float* l, float* alpha) {
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int w = 0; w < 3; ++w) {
+    float* col = pt + 8 * w;
+    __m256 vmax0 = neg_inf, vmax1 = neg_inf;
+    __m256 vnan = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 2 <= keys; j += 2) {
+      const __m256 x0 = _mm256_loadu_ps(col + j * k_lanes);
+      const __m256 x1 = _mm256_loadu_ps(col + (j + 1) * k_lanes);
+      vmax0 = _mm256_max_ps(x0, vmax0);  // drops NaN: tracked in vnan
+      vmax1 = _mm256_max_ps(x1, vmax1);
+      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x0, x1, _CMP_UNORD_Q));
+    }
+    if (j < keys) {
+      const __m256 x0 = _mm256_loadu_ps(col + j * k_lanes);
+      vmax0 = _mm256_max_ps(x0, vmax0);
+      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));
+    }
+    const __m256 m_old = _mm256_loadu_ps(m + 8 * w);
+    vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(m_old, m_old, _CMP_UNORD_Q));
+    __m256 m_new = _mm256_max_ps(m_old, _mm256_max_ps(vmax0, vmax1));
+    m_new = _mm256_blendv_ps(m_new, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), vnan);
+    // subtract 0 where nothing is visible yet (-inf - -inf would be NaN)
+    const __m256 m_sub =
+        _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
+    const __m256 a = exp2_256(_mm256_sub_ps(m_old, m_sub));
+    __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+    j = 0;
+    for (; j + 2 <= keys; j += 2) {
+      const __m256 p0 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + j * k_lanes), m_sub));
+      const __m256 p1 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + (j + 1) * k_lanes), m_sub));
+      _mm256_storeu_ps(col + j * k_lanes, p0);
+      _mm256_storeu_ps(col + (j + 1) * k_lanes, p1);
+      sum0 = _mm256_add_ps(sum0, p0);
+      sum1 = _mm256_add_ps(sum1, p1);
+    }
+    if (j < keys) {
+      const __m256 p0 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + j * k_lanes), m_sub));
+      _mm256_storeu_ps(col + j * k_lanes, p0);
+      sum0 = _mm256_add_ps(sum0, p0);
+    }
+    const __m256 l_old = _mm256_loadu_ps(l + 8 * w);
+    _mm256_storeu_ps(l + 8 * w, _mm256_fmadd_ps(l_old, a, _mm256_add_ps(sum0, sum1)));
+    _mm256_storeu_ps(m + 8 * w, m_new);
+    _mm256_storeu_ps(alpha + 8 * w, a);
+  }
+}
+
+// In place: t[r][c] <- t[c][r].
+TESSERA_AVX2 void transpose8x8(__m256 t[8]) {
+  __m256 u[8], w[8];
+  for (int r = 0; r < 8; r += 2) {
+    u[r] = _mm256_unpacklo_ps(t[r], t[r + 1]);
+    u[r + 1] = _mm256_unpackhi_ps(t[r], t[r + 1]);
+  }
+  for (int r = 0; r < 8; r += 4) {
+    w[r] = _mm256_shuffle_ps(u[r], u[r + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    w[r + 1] = _mm256_shuffle_ps(u[r], u[r + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    w[r + 2] = _mm256_shuffle_ps(u[r + 1], u[r + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    w[r + 3] = _mm256_shuffle_ps(u[r + 1], u[r + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int r = 0; r < 4; ++r) {
+    t[r] = _mm256_permute2f128_ps(w[r], w[r + 4], 0x20);
+    t[r + 4] = _mm256_permute2f128_ps(w[r], w[r + 4], 0x31);
+  }
+}
+
+// Walks a float range one 64-byte line at a time, prefetching into L1.
+struct line_prefetcher {
+  const char* p;
+  const char* end;
+  line_prefetcher(const float* begin, int64_t n)
+      : p(reinterpret_cast<const char*>(begin)), end(reinterpret_cast<const char*>(begin + n)) {}
+  int64_t lines() const { return (end - p + 63) / 64; }
+  TESSERA_AVX2 void step(int n) {
+    for (int i = 0; i < n && p < end; ++i, p += 64) _mm_prefetch(p, _MM_HINT_T0);
+  }
+};
+
+struct prefill_scratch {
+  std::unique_ptr<float[]> buf;
+  size_t size = 0;
+  float* get(size_t n) {
+    if (n + 8 > size) {
+      buf.reset(new float[n + 8]);
+      size = n + 8;
+    }
+    const uintptr_t p = reinterpret_cast<uintptr_t>(buf.get());
+    return reinterpret_cast<float*>((p + 31) & ~uintptr_t{31});
+  }
+};
+
+__attribute__((target("avx2,fma"))) void prefill_avx2(float* o, const float* q, const float* k,
+                                                       const float* v, int rows, int64_t pos0,
+                                                       int64_t pos_step,
+                                                       const attention_f32_shape& s) {
+  const int64_t d = s.dim, dv = s.dim_v;
+  const int n_sl = (rows + k_lanes - 1) / k_lanes;
+  const int bk = prefill_key_block(d, dv);
+  const size_t qt_n = static_cast<size_t>(n_sl) * d * k_lanes;
+  const size_t ot_n = static_cast<size_t>(n_sl) * dv * k_lanes;
+  const size_t st_n = static_cast<size_t>(n_sl) * k_lanes;
+  thread_local prefill_scratch scratch;
+  float* qt = scratch.get(qt_n + ot_n + static_cast<size_t>(bk) * k_lanes + 3 * st_n);
+  float* ot = qt + qt_n;
+  float* pt = ot + ot_n;
+  float* m = pt + static_cast<size_t>(bk) * k_lanes;
+  float* l = m + st_n;
+  float* alpha = l + st_n;
+  bool init[(k_bq_max + k_lanes - 1) / k_lanes];
+
+  // Q^T slivers [sliver][d][24], scaled by scale * log2(e) so softmax runs on exp2.
+  // Whole 8-row x 8-column pieces go through 8x8 register transposes.
+  const float qscale = s.scale * 1.44269504088896341f;
+  const __m256 vqs = _mm256_set1_ps(qscale);
+  const int64_t d8 = d & ~int64_t{7};
+  for (int sl = 0; sl < n_sl; ++sl) {
+    float* dst = qt + static_cast<size_t>(sl) * d * k_lanes;
+    for (int i0 = 0; i0 < k_lanes; i0 += 8) {
+      const int row0 = sl * k_lanes + i0;
+      const int valid = std::clamp(rows - row0, 0, 8);
+      if (valid == 8) {
+        for (int64_t x = 0; x < d8; x += 8) {
+          __m256 t[8];
+          for (int r = 0; r < 8; ++r) t[r] = _mm256_loadu_ps(q + (row0 + r) * d + x);
+          transpose8x8(t);
+          for (int r = 0; r < 8; ++r)
+            _mm256_storeu_ps(dst + (x + r) * k_lanes + i0, _mm256_mul_ps(vqs, t[r]));
+        }
+      }
+      for (int64_t x = valid == 8 ? d8 : 0; x < d; ++x)
+        for (int i = 0; i < 8; ++i)
+          dst[x * k_lanes + i0 + i] = i < valid ? qscale * q[(row0 + i) * d + x] : 0.0f;
+    }
+    init[sl] = false;
+  }
+  std::fill(m, m + st_n, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + st_n, 0.0f);
+
+  int64_t key_end = s.seq_k;
+  if (s.causal) key_end = std::clamp<int64_t>(pos0 + (rows - 1) * pos_step + 1, 0, s.seq_k);
+  alignas(32) static const float iota[k_lanes] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                                  12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
+    const int keys = static_cast<int>(std::min<int64_t>(bk, key_end - k0));
+    const float* kb = k + k0 * d;
+    const float* vb = v + k0 * dv;
+    // The next K/V blocks are fetched while this one is in use, a few lines per tile
+    // call: a K/V row is only a few lines long, too short a stream for the hardware
+    // prefetchers, and each sliver's first touch would otherwise wait on L3/DRAM.
+    const int64_t next_keys = std::min<int64_t>(bk, key_end - k0 - keys);
+    line_prefetcher pk(kb + keys * d, next_keys * d), pv(vb + keys * dv, next_keys * dv);
+    const int pk_step = static_cast<int>(pk.lines() / (n_sl * ((keys + 3) / 4)) + 1);
+    const int pv_step = static_cast<int>(pv.lines() / (n_sl * ((dv + 3) / 4)) + 1);
+    for (int sl = 0; sl < n_sl; ++sl) {
+      const int lanes = std::min(k_lanes, rows - sl * k_lanes);
+      const int64_t pos_s = pos0 + sl * k_lanes * pos_step;  // position of lane 0
+      int nk = keys;
+      if (s.causal) {
+        nk = static_cast<int>(
+            std::clamp<int64_t>(pos_s + (lanes - 1) * pos_step + 1 - k0, 0, keys));
+        if (nk == 0) continue;  // no lane sees a key of this block: the step is the identity
+      }
+      const float* qs = qt + static_cast<size_t>(sl) * d * k_lanes;
+      int j = 0;
+      for (; j + 4 <= nk; j += 4) {
+        pk.step(pk_step);
+        st_tile<4>(pt + j * k_lanes, qs, kb + j * d, d);
+      }
+      switch (nk - j) {
+        case 1: st_tile<1>(pt + j * k_lanes, qs, kb + j * d, d); break;
+        case 2: st_tile<2>(pt + j * k_lanes, qs, kb + j * d, d); break;
+        case 3: st_tile<3>(pt + j * k_lanes, qs, kb + j * d, d); break;
+        default: break;
+      }
+      if (s.causal && pos_step == 1) {
+        // lane i (position pos_s + i) hides key k0 + jj when i < k0 + jj - pos_s
+        for (int64_t jj = std::max<int64_t>(0, pos_s + 1 - k0); jj < nk; ++jj) {
+          const __m256 thr = _mm256_set1_ps(static_cast<float>(k0 + jj - pos_s));
+          float* row = pt + jj * k_lanes;
+          for (int w = 0; w < 3; ++w) {
+            const __m256 hide = _mm256_cmp_ps(_mm256_load_ps(iota + 8 * w), thr, _CMP_LT_OQ);
+            _mm256_storeu_ps(row + 8 * w, _mm256_blendv_ps(_mm256_loadu_ps(row + 8 * w), neg_inf, hide));
+          }
+        }
+      }
+      float* ms = m + sl * k_lanes;
+      float* ls = l + sl * k_lanes;
+      float* as = alpha + sl * k_lanes;
+      softmax_t(pt, nk, ms, ls, as);
+      float* os = ot + static_cast<size_t>(sl) * dv * k_lanes;
+      const bool first = !init[sl];
+      int64_t c = 0;
+      for (; c + 4 <= dv; c += 4) {
+        pv.step(pv_step);
+        ot_tile<4>(os + c * k_lanes, pt, vb + c, dv, nk, first, as);
+      }
+      switch (dv - c) {
+        case 1: ot_tile<1>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
+        case 2: ot_tile<2>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
+        case 3: ot_tile<3>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
+        default: break;
+      }
+      init[sl] = true;
+    }
+  }
+
+  // out rows = O^T columns / l (0 for a row that saw no key), 8x8 transposes for
+  // whole pieces.
+  const int64_t dv8 = dv & ~int64_t{7};
+  for (int sl = 0; sl < n_sl; ++sl) {
+    const float* os = ot + static_cast<size_t>(sl) * dv * k_lanes;
+    for (int i0 = 0; i0 < k_lanes; i0 += 8) {
+      const int row0 = sl * k_lanes + i0;
+      const int valid = std::clamp(rows - row0, 0, 8);
+      if (valid == 0) break;
+      if (!init[sl]) {
+        std::fill(o + row0 * dv, o + (row0 + valid) * dv, 0.0f);
+        continue;
+      }
+      alignas(32) float inv[8];
+      for (int i = 0; i < 8; ++i) {
+        const float li = l[row0 + i];
+        inv[i] = li > 0.0f ? 1.0f / li : 0.0f;
+      }
+      if (valid == 8) {
+        for (int64_t c = 0; c < dv8; c += 8) {
+          __m256 t[8];
+          for (int r = 0; r < 8; ++r) t[r] = _mm256_loadu_ps(os + (c + r) * k_lanes + i0);
+          transpose8x8(t);
+          for (int r = 0; r < 8; ++r)
+            _mm256_storeu_ps(o + (row0 + r) * dv + c, _mm256_mul_ps(_mm256_set1_ps(inv[r]), t[r]));
+        }
+      }
+      for (int i = 0; i < valid; ++i)
+        for (int64_t c = valid == 8 ? dv8 : 0; c < dv; ++c)
+          o[(row0 + i) * dv + c] = os[c * k_lanes + i0 + i] * inv[i];
+    }
+  }
+}
+
 }  // namespace
 
-attention_kernels attention_kernels_avx2() { return {&scores_avx2, &softmax_avx2, &pv_avx2}; }
+attention_kernels attention_kernels_avx2() { return {&scores_avx2, &softmax_avx2, &pv_avx2, &prefill_avx2}; }
 
 }  // namespace detail
 }  // namespace tessera
@@ -276,7 +618,7 @@ attention_kernels attention_kernels_avx2() { return {&scores_avx2, &softmax_avx2
 
 namespace tessera {
 namespace detail {
-attention_kernels attention_kernels_avx2() { return {nullptr, nullptr, nullptr}; }
+attention_kernels attention_kernels_avx2() { return {nullptr, nullptr, nullptr, nullptr}; }
 }  // namespace detail
 }  // namespace tessera
 
