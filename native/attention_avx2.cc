@@ -272,6 +272,12 @@ __attribute__((target("avx2,fma"))) void pv_avx2(float* o, int64_t dv, const flo
 
 constexpr int k_lanes = 24;  // queries per sliver: 3 ymm
 
+#ifndef TESSERA_ATTN_UNROLL
+#define TESSERA_ATTN_UNROLL 2
+#endif
+#define TESSERA_PRAGMA_(x) _Pragma(#x)
+#define TESSERA_UNROLL_(n) TESSERA_PRAGMA_(GCC unroll n)
+
 #ifndef TESSERA_ATTN_BK
 #define TESSERA_ATTN_BK 16384
 #endif
@@ -310,7 +316,7 @@ TESSERA_AVX2 void st_tile(float* pt, const float* qt, const float* k, int64_t d)
   __m256 acc[R][3];
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < 3; ++w) acc[r][w] = _mm256_setzero_ps();
-#pragma GCC unroll 2
+TESSERA_UNROLL_(TESSERA_ATTN_UNROLL)
   for (int64_t x = 0; x < d; ++x) {
     const __m256 q0 = _mm256_loadu_ps(qt + x * k_lanes);
     const __m256 q1 = _mm256_loadu_ps(qt + x * k_lanes + 8);
@@ -343,7 +349,7 @@ TESSERA_AVX2 void ot_tile(float* ot, const float* pt, const float* v, int64_t dv
         acc[r][w] = _mm256_mul_ps(a, _mm256_loadu_ps(ot + r * k_lanes + 8 * w));
     }
   }
-#pragma GCC unroll 2
+TESSERA_UNROLL_(TESSERA_ATTN_UNROLL)
   for (int j = 0; j < keys; ++j) {
     const __m256 p0 = _mm256_loadu_ps(pt + j * k_lanes);
     const __m256 p1 = _mm256_loadu_ps(pt + j * k_lanes + 8);
@@ -363,7 +369,7 @@ TESSERA_AVX2 void ot_tile(float* ot, const float* pt, const float* v, int64_t dv
 // place: every step is vertical, one query per lane. NaN in a lane's scores or
 // running max poisons that lane (P, m, l, alpha NaN). A lane whose max is still
 // -inf gets p = 0 (alpha = 0 there, harmless: its O and l are still 0).
-TESSERA_AVX2 void softmax_t(float* pt, int keys, float* m, float* l, float* alpha) {
+__attribute__((target("avx2,fma"), noinline)) void softmax_t(float* pt, int keys, float* m, float* l, float* alpha) {
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   for (int w = 0; w < 3; ++w) {
     float* col = pt + 8 * w;
@@ -443,6 +449,57 @@ struct line_prefetcher {
   }
 };
 
+alignas(32) const float k_iota[k_lanes] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                           12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+
+// S^T [nk][24] of one sliver against keys [0, nk) of the block (kb: K rows in place).
+// mask (causal, consecutive positions; mask_from = k0 - position of lane 0): lane i
+// hides key j when i < j + mask_from.
+__attribute__((target("avx2,fma"), noinline)) void scores_sliver(float* pt, const float* qs,
+                                                        const float* kb, int64_t d, int nk,
+                                                        bool mask, int64_t mask_from,
+                                                        line_prefetcher& pf, int pf_step) {
+  int j = 0;
+  for (; j + 4 <= nk; j += 4) {
+    pf.step(pf_step);
+    st_tile<4>(pt + j * k_lanes, qs, kb + j * d, d);
+  }
+  switch (nk - j) {
+    case 1: st_tile<1>(pt + j * k_lanes, qs, kb + j * d, d); break;
+    case 2: st_tile<2>(pt + j * k_lanes, qs, kb + j * d, d); break;
+    case 3: st_tile<3>(pt + j * k_lanes, qs, kb + j * d, d); break;
+    default: break;
+  }
+  if (!mask) return;
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t jj = std::max<int64_t>(0, 1 - mask_from); jj < nk; ++jj) {
+    const __m256 thr = _mm256_set1_ps(static_cast<float>(jj + mask_from));
+    float* row = pt + jj * k_lanes;
+    for (int w = 0; w < 3; ++w) {
+      const __m256 hide = _mm256_cmp_ps(_mm256_load_ps(k_iota + 8 * w), thr, _CMP_LT_OQ);
+      _mm256_storeu_ps(row + 8 * w, _mm256_blendv_ps(_mm256_loadu_ps(row + 8 * w), neg_inf, hide));
+    }
+  }
+}
+
+// O^T [dv][24] of one sliver += V_blk^T P^T over keys [0, nk) (vb: V rows in place).
+__attribute__((target("avx2,fma"), noinline)) void pv_sliver(float* os, const float* pt, const float* vb,
+                                                    int64_t dv, int nk, bool first,
+                                                    const float* alpha, line_prefetcher& pf,
+                                                    int pf_step) {
+  int64_t c = 0;
+  for (; c + 4 <= dv; c += 4) {
+    pf.step(pf_step);
+    ot_tile<4>(os + c * k_lanes, pt, vb + c, dv, nk, first, alpha);
+  }
+  switch (dv - c) {
+    case 1: ot_tile<1>(os + c * k_lanes, pt, vb + c, dv, nk, first, alpha); break;
+    case 2: ot_tile<2>(os + c * k_lanes, pt, vb + c, dv, nk, first, alpha); break;
+    case 3: ot_tile<3>(os + c * k_lanes, pt, vb + c, dv, nk, first, alpha); break;
+    default: break;
+  }
+}
+
 struct prefill_scratch {
   std::unique_ptr<float[]> buf;
   size_t size = 0;
@@ -505,9 +562,6 @@ __attribute__((target("avx2,fma"))) void prefill_avx2(float* o, const float* q, 
 
   int64_t key_end = s.seq_k;
   if (s.causal) key_end = std::clamp<int64_t>(pos0 + (rows - 1) * pos_step + 1, 0, s.seq_k);
-  alignas(32) static const float iota[k_lanes] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
-                                                  12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
-  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
 
   for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
     const int keys = static_cast<int>(std::min<int64_t>(bk, key_end - k0));
@@ -529,46 +583,14 @@ __attribute__((target("avx2,fma"))) void prefill_avx2(float* o, const float* q, 
             std::clamp<int64_t>(pos_s + (lanes - 1) * pos_step + 1 - k0, 0, keys));
         if (nk == 0) continue;  // no lane sees a key of this block: the step is the identity
       }
-      const float* qs = qt + static_cast<size_t>(sl) * d * k_lanes;
-      int j = 0;
-      for (; j + 4 <= nk; j += 4) {
-        pk.step(pk_step);
-        st_tile<4>(pt + j * k_lanes, qs, kb + j * d, d);
-      }
-      switch (nk - j) {
-        case 1: st_tile<1>(pt + j * k_lanes, qs, kb + j * d, d); break;
-        case 2: st_tile<2>(pt + j * k_lanes, qs, kb + j * d, d); break;
-        case 3: st_tile<3>(pt + j * k_lanes, qs, kb + j * d, d); break;
-        default: break;
-      }
-      if (s.causal && pos_step == 1) {
-        // lane i (position pos_s + i) hides key k0 + jj when i < k0 + jj - pos_s
-        for (int64_t jj = std::max<int64_t>(0, pos_s + 1 - k0); jj < nk; ++jj) {
-          const __m256 thr = _mm256_set1_ps(static_cast<float>(k0 + jj - pos_s));
-          float* row = pt + jj * k_lanes;
-          for (int w = 0; w < 3; ++w) {
-            const __m256 hide = _mm256_cmp_ps(_mm256_load_ps(iota + 8 * w), thr, _CMP_LT_OQ);
-            _mm256_storeu_ps(row + 8 * w, _mm256_blendv_ps(_mm256_loadu_ps(row + 8 * w), neg_inf, hide));
-          }
-        }
-      }
       float* ms = m + sl * k_lanes;
       float* ls = l + sl * k_lanes;
       float* as = alpha + sl * k_lanes;
+      scores_sliver(pt, qt + static_cast<size_t>(sl) * d * k_lanes, kb, d, nk,
+                    s.causal && pos_step == 1, k0 - pos_s, pk, pk_step);
       softmax_t(pt, nk, ms, ls, as);
-      float* os = ot + static_cast<size_t>(sl) * dv * k_lanes;
-      const bool first = !init[sl];
-      int64_t c = 0;
-      for (; c + 4 <= dv; c += 4) {
-        pv.step(pv_step);
-        ot_tile<4>(os + c * k_lanes, pt, vb + c, dv, nk, first, as);
-      }
-      switch (dv - c) {
-        case 1: ot_tile<1>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
-        case 2: ot_tile<2>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
-        case 3: ot_tile<3>(os + c * k_lanes, pt, vb + c, dv, nk, first, as); break;
-        default: break;
-      }
+      pv_sliver(ot + static_cast<size_t>(sl) * dv * k_lanes, pt, vb, dv, nk, !init[sl], as, pv,
+                pv_step);
       init[sl] = true;
     }
   }
