@@ -1,40 +1,39 @@
-// HELPER: READ /tmp/common.md NOW (rules: build command, timing lock, commits, deadline 23:30 UTC). Delete this line.
 // attention: out = softmax(scale * q k^T + mask) v, f32, flash-attention style.
 //
-// Algorithm: one task per (batch, query head, block of BQ=96 query rows). A
-// task walks the key/value rows of its kv head in blocks of BK keys, BK = 32 KB /
-// (4 max(D, Dv)) clamped to [8, 64] (64 at D = 128); the next K/V blocks are
-// prefetched while one is in use:
-//   S = scale * Q_blk K_blk^T          (BQ x BK tile on the stack, <= 24 KB)
-//   causal mask: key j hidden from query i when j > kv_offset + i  (S = -inf)
-//   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new);
-//                   alpha = exp(m - m_new); l = alpha * l + rowsum P
-//   O = alpha * O + P V_blk            (O accumulates in the task's out rows)
-// then O /= l. The Sq x Sk score matrix is never materialised; memory is O(BQ*BK)
-// per thread. Keys past the causal frontier of a block's last row are never
-// visited, and in a key block rows (6 at a time) that see none of its keys are
-// skipped (~6% at S512 causal). GQA/MQA: query head h reads kv head h / (Hq / Hkv)
-// in place; at decode (Sq = 1) the Hq/Hkv heads of a group form one block, so K/V
-// are read once per group rather than once per query head.
-// A query row with no visible key (causal, kv_offset + i < 0) outputs zeros.
+// Algorithm: one task per (batch, query head, block of BQ=96 query rows). A task
+// walks the key/value rows of its kv head in key blocks, keeping for each query row a
+// running max m, sum l and output accumulator O (online softmax):
+//   S = scale * Q_blk K_blk^T;  causal: key j hidden from query i when j > kv_offset + i
+//   m_new = max(m, rowmax S); P = exp(S - m_new); alpha = exp(m - m_new)
+//   l = alpha * l + rowsum P;  O = alpha * O + P V_blk
+// then O /= l. The Sq x Sk score matrix is never materialised; scratch is O(BQ x
+// (D + Dv + BK)) per thread (~110 KB at D = 128), whatever Sk. Keys past the causal
+// frontier are never visited. A query row with no visible key outputs zeros; a NaN
+// score makes its row NaN (as PyTorch).
+// Two kernel families:
+//   prefill (AVX2, >= 16 rows per task; attention_avx2.cc): the block is processed
+//     transposed, 24 queries per ymm triple, so the softmax runs down columns with no
+//     horizontal reductions and K, V are read in place (no packing); causal work is
+//     skipped per 24-query sliver and 4-key tile.
+//   row kernels (decode, small groups, and the portable path): S by dot products
+//     along D, a row softmax, O by 6x16 P.V tiles; the next K/V block is prefetched
+//     (decode is memory bound).
+// GQA/MQA: query head h reads kv head h / (Hq / Hkv) in place; at decode (Sq = 1) the
+// Hq/Hkv heads of a group form one block, so K/V are read once per group.
 //
 // Layouts (PyTorch SDPA): q [B][Hq][Sq][D], k [B][Hkv][Sk][D], v [B][Hkv][Sk][Dv],
 // out [B][Hq][Sq][Dv], contiguous; out is overwritten and never read first.
-// Parallelism: tasks are independent and each output row belongs to one task, so
-// results are bit-identical for any thread count. Causal blocks are issued
-// last-block-first (they have the most keys) to shorten the tail.
-// Kernels: AVX2+FMA in attention_avx2.cc (3x4 dot tiles, polynomial exp, 6x16
-// P.V tiles); portable loops below. Prefill (Sq >= 64) on AVX2 computes S with
-// the GEMM 6x16 micro-kernel instead: K is packed once per call into 16-key
-// slivers (pack_k_slivers, shared by all query blocks of a head), each task packs
-// its Q block pre-scaled into 6-row slivers; no horizontal sums, 2 loads + 6
-// broadcasts per 12 FMAs (~8-10% faster overall at S1024 D128, 1 thread).
-// Tolerance vs float64: ~1e-6 relative.
-// Measured, B1 H16 S2048 D128, 2 threads (best of runs): idle Xeon VM pinned to 2
-// cores: 379 ms non-causal (91 GFLOP/s), 179 ms causal; Zen3 VM (shared, noisy):
-// ~396 ms / ~180-210 ms. Per core that is ~60-70% of the GEMM kernel: the three
-// kernels run at ~85 GFLOP/s alone in L1, softmax (exp) costs ~10%. Decode
-// (Hq32 Hkv8 Sk4096 D128): ~1.3-2.2 ms, 15-25 GB/s of K+V (memory bound).
+// Parallelism: tasks are independent and each output row belongs to one task, with a
+// fixed split (never depending on the thread count), so results are bit-identical for
+// any thread count. Tasks go head-major (both threads share one head's K/V in L3),
+// within a head the last, heaviest-when-causal, query block first.
+// Tolerance vs float64: ~1e-6 relative (max abs error ~1e-7 on unit-scale data).
+// Measured on the 2-core Zen3 VM (AVX2 FMA peak measured 100 GFLOP/s per core at
+// ~3.1 GHz; nominal 157 for 2 cores at 2.445 GHz), B1 H16 D128, FLOPs = 4 B H Sq Sk D
+// (causal: half): S2048 non-causal ~81 GFLOP/s on 1 thread (~82% of the core's peak),
+// 160-169 on 2 threads, vs ORT MultiHeadAttention 118-129 in the same runs; S512 118
+// vs ORT 97; S8192 ~162 (2 threads, quiet). Causal S2048 124 (ORT 57, it does not
+// skip masked blocks). Decode (Sq 1, Sk 4096, memory bound): ~3.3 ms, ~19 GB/s of K+V.
 #include "attention.h"
 
 #include <algorithm>
@@ -52,17 +51,15 @@ namespace tessera {
 namespace {
 
 constexpr int k_bq = detail::k_bq_max;
-constexpr int k_bk = 64;
-#ifndef TESSERA_ATTN_PREFILL_ROWS
-#define TESSERA_ATTN_PREFILL_ROWS 16
-#endif
-constexpr int k_prefill_rows = TESSERA_ATTN_PREFILL_ROWS;  // fewer rows: the row kernels  // largest key block; also the score tile row stride (multiple of 8)
+constexpr int k_bk = 64;  // largest key block; also the score tile row stride (multiple of 8)
+// Fewer rows per task (decode, small GQA groups) take the row kernels: the prefill
+// kernel's 24-query slivers would run mostly empty.
+constexpr int k_prefill_rows = 16;
 
-// Key block: as many keys as keep one K block and one V block within ~32 KB each
-// (~16 KB for blocks of < 12 rows, i.e. decode: the old, L1-sized blocks), 8..64,
-// multiple of 8. With many rows the kernels touch K/V in L1-sized pieces (a 16-key
-// K sliver, a keys x 16 column slice of V), and 64 keys rather than 32 halve the
-// per-block O rescale/load/store and softmax bookkeeping (~5% at D = 128).
+// Key block of the row kernels: as many keys as keep one K block and one V block
+// within ~32 KB each (~16 KB for blocks of < 12 rows, i.e. decode), 8..64, multiple
+// of 8. With many rows (portable path) 64 keys rather than 32 halve the per-block O
+// rescale/load/store and softmax bookkeeping (~5% at D = 128).
 int key_block(int64_t d, int64_t dv, int rows) {
   const int64_t widest = std::max(d, dv);
   const int64_t fit = ((rows >= 12 ? 32768 : 16384) / 4 / widest) & ~int64_t{7};

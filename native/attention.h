@@ -26,13 +26,10 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
 
 namespace detail {
 
-#ifndef TESSERA_ATTN_BQ
-#define TESSERA_ATTN_BQ 96
-#endif
-constexpr int k_bq_max = TESSERA_ATTN_BQ;  // query rows per task
+constexpr int k_bq_max = 96;  // query rows per task (4 slivers of 24 in the prefill kernel)
 
-// The three inner steps of one (query block, key block) pair; ld_s is the row
-// stride of the score tile, a multiple of 8 that is >= keys rounded up to 8.
+// Row kernels: the three inner steps of one (query block, key block) pair; ld_s is the
+// row stride of the score tile, a multiple of 8 that is >= keys rounded up to 8.
 struct attention_kernels {
   // s[i][j] = scale * dot(q_i, k_j) for i < rows, j < keys (q, k rows of d floats).
   void (*scores)(float* s, int64_t ld_s, const float* q, int rows, const float* k, int keys,

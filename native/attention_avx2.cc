@@ -1,17 +1,34 @@
-// HELPER: READ /tmp/common.md NOW (rules: build command, timing lock, commits, deadline 23:30 UTC). Delete this line.
-// attention_avx2: AVX2+FMA inner kernels of attention_f32 (driver in attention.cc).
+// attention_avx2: AVX2+FMA kernels of attention_f32 (driver in attention.cc).
 //
-// scores: S = scale * Q K^T as dot products along D, register-blocked 3 query
-//   rows x 4 keys = 12 ymm accumulators + 3 q vectors + 1 k vector (16 ymm);
-//   per 8-wide D step 7 loads feed 12 FMAs. Rows of Q and K are read in place
-//   (no packing, so decode with Sq = 1 streams K once). The 4 sums of a row are
-//   reduced together with two rounds of hadd. D tails use masked loads.
-// softmax: row max, then p = exp(s - m) with a Cephes-style degree-6 polynomial
-//   exp (|rel err| < 2 ulp on [-87.3, 0]; inputs below -87.3, masked -inf
-//   included, give exactly 0), row sums kept in f32.
-// pv: O = alpha * O + P V as a 6-row x 16-col register tile (12 accumulators,
-//   P broadcast from the score tile; the keys x 16 V slice copied contiguous
-//   when >= 12 rows share it, else read in place), Dv tails masked.
+// Prefill (prefill_avx2, one whole task of 16..96 query rows): the block runs
+// transposed, queries along the vector lanes, in slivers of 24 queries (3 ymm):
+//   Q^T sliver [D][24], pre-scaled by scale * log2(e) (8x8 register transposes)
+//   S^T tile  = K rows (4 keys broadcast, read in place) x Q^T (3 vectors): 12
+//               accumulators + 3 + 1 = 16 ymm; per D step 3 loads + 4 broadcasts feed
+//               12 FMAs, no horizontal sums
+//   softmax   down each column: max, p = exp2(s - m) (no scale multiply), sums are
+//               plain vector ops, one query per lane; m, l, alpha are vectors too
+//   O^T tile  [4 Dv rows][24] += V rows (4 values broadcast, in place) x P^T (3
+//               vectors); O^T [Dv][24] per sliver in scratch, transposed into out
+//               (divided by l) at the end
+// Key blocks of 128 keys at D = 128 (K and V blocks 64 KB each, in L2); per block
+// each sliver does S^T -> softmax -> O^T while its Q^T (12 KB) and P^T (12 KB) stay
+// in L1. K/V rows are only 8 lines long, too short for the hardware prefetchers, so
+// the next block is prefetched a few lines per tile (~10% at S2048). Causal: a sliver
+// only visits keys up to its last query, and masks inside the diagonal tiles.
+// exp2: max(x, -127), round by the 1.5 * 2^23 trick, degree-6 minimax polynomial on
+// [-0.5, 0.5] (|rel err| < 1e-7), exponent by a shift; x <= -126.5 (masked -inf
+// included) gives exactly 0, NaN propagates.
+//
+// Row kernels (decode, < 16 rows): S = scale * Q K^T as dot products along D, 3
+// query rows x 4 keys (7 loads per 12 FMAs, hadd reductions), rows read in place so
+// decode streams K once; row softmax with a Cephes-style exp (|rel err| < 2 ulp);
+// O = alpha * O + P V as 6-row x 16-col register tiles, Dv tails masked.
+//
+// Roofline (Zen3 VM, 1 core, measured FMA peak 100 GFLOP/s): S^T and O^T tiles alone
+// with L1-resident data run at 96-99 GFLOP/s; in the full S2048 D128 run the time
+// splits ~44% S^T, ~46% O^T, ~5.5% softmax, ~4% Q/O transposes and the rest, for
+// ~81 GFLOP/s overall (2 threads: 160-169).
 // Everything is compiled with the target attribute and only called after
 // cpu_features reports avx2+fma.
 #include "attention.h"
@@ -237,29 +254,15 @@ TESSERA_AVX2 void pv_cols(float* o, int64_t dv, const float* p, int64_t ld_p, in
   }
 }
 
-// Column chunks outer, row groups inner: the keys x 16 slice of V (<= 4 KB)
-// stays in L1 while every row of the block uses it. With many rows the slice is
-// first copied contiguous: in place its rows are dv floats apart, which at
-// dv = 128 folds the 64 lines onto 8 L1 sets (conflict misses); ~10% overall
-// at S1024 D128 (1 thread).
+// Column chunks outer, row groups inner: the keys x 16 slice of V (<= 4 KB) stays
+// in L1 while every row of the block (< 16 here, see attention.cc) uses it.
 __attribute__((target("avx2,fma"))) void pv_avx2(float* o, int64_t dv, const float* p,
                                                   int64_t ld_p, int rows, const float* v,
                                                   int keys, const float* alpha) {
   const __m256i none = _mm256_setzero_si256();
-  alignas(32) float slice[64 * 16];
-  const bool copy = rows >= 12 && keys <= 64;
   int64_t c = 0;
-  for (; c + 16 <= dv; c += 16) {
-    if (copy) {
-      for (int j = 0; j < keys; ++j) {
-        _mm256_store_ps(slice + j * 16, _mm256_loadu_ps(v + j * dv + c));
-        _mm256_store_ps(slice + j * 16 + 8, _mm256_loadu_ps(v + j * dv + c + 8));
-      }
-      pv_cols<2, false>(o + c, dv, p, ld_p, rows, slice, 16, keys, alpha, none);
-    } else {
-      pv_cols<2, false>(o + c, dv, p, ld_p, rows, v + c, dv, keys, alpha, none);
-    }
-  }
+  for (; c + 16 <= dv; c += 16)
+    pv_cols<2, false>(o + c, dv, p, ld_p, rows, v + c, dv, keys, alpha, none);
   if (c + 8 <= dv) {
     pv_cols<1, false>(o + c, dv, p, ld_p, rows, v + c, dv, keys, alpha, none);
     c += 8;
@@ -272,20 +275,11 @@ __attribute__((target("avx2,fma"))) void pv_avx2(float* o, int64_t dv, const flo
 
 constexpr int k_lanes = 24;  // queries per sliver: 3 ymm
 
-#ifndef TESSERA_ATTN_UNROLL
-#define TESSERA_ATTN_UNROLL 2
-#endif
-#define TESSERA_PRAGMA_(x) _Pragma(#x)
-#define TESSERA_UNROLL_(n) TESSERA_PRAGMA_(GCC unroll n)
-
-#ifndef TESSERA_ATTN_BK
-#define TESSERA_ATTN_BK 16384
-#endif
-
-// Keys per block of the transposed path: K and V blocks of ~32 KB each (64 keys at
-// D = 128), multiple of 4, 8..128.
+// Keys per block of the transposed path: K and V blocks of ~64 KB each (128 keys at
+// D = 128; they live in L2 while the slivers take turns), multiple of 4, 8..128. 128
+// rather than 64 keys halves the O^T reload/rescale per key (~2%, within noise here).
 int prefill_key_block(int64_t d, int64_t dv) {
-  const int64_t fit = (TESSERA_ATTN_BK / std::max(d, dv)) & ~int64_t{3};
+  const int64_t fit = (16384 / std::max(d, dv)) & ~int64_t{3};
   return static_cast<int>(std::clamp<int64_t>(fit, 8, 128));
 }
 
@@ -316,7 +310,7 @@ TESSERA_AVX2 void st_tile(float* pt, const float* qt, const float* k, int64_t d)
   __m256 acc[R][3];
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < 3; ++w) acc[r][w] = _mm256_setzero_ps();
-TESSERA_UNROLL_(TESSERA_ATTN_UNROLL)
+#pragma GCC unroll 2
   for (int64_t x = 0; x < d; ++x) {
     const __m256 q0 = _mm256_loadu_ps(qt + x * k_lanes);
     const __m256 q1 = _mm256_loadu_ps(qt + x * k_lanes + 8);
@@ -349,7 +343,7 @@ TESSERA_AVX2 void ot_tile(float* ot, const float* pt, const float* v, int64_t dv
         acc[r][w] = _mm256_mul_ps(a, _mm256_loadu_ps(ot + r * k_lanes + 8 * w));
     }
   }
-TESSERA_UNROLL_(TESSERA_ATTN_UNROLL)
+#pragma GCC unroll 2
   for (int j = 0; j < keys; ++j) {
     const __m256 p0 = _mm256_loadu_ps(pt + j * k_lanes);
     const __m256 p1 = _mm256_loadu_ps(pt + j * k_lanes + 8);
@@ -369,50 +363,35 @@ TESSERA_UNROLL_(TESSERA_ATTN_UNROLL)
 // place: every step is vertical, one query per lane. NaN in a lane's scores or
 // running max poisons that lane (P, m, l, alpha NaN). A lane whose max is still
 // -inf gets p = 0 (alpha = 0 there, harmless: its O and l are still 0).
-__attribute__((target("avx2,fma"), noinline)) void softmax_t(float* pt, int keys, float* m, float* l, float* alpha) {
+__attribute__((target("avx2,fma"), noinline)) void softmax_t(float* pt, int keys, float* m,
+                                                               float* l, float* alpha) {
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   for (int w = 0; w < 3; ++w) {
     float* col = pt + 8 * w;
-    __m256 vmax0 = neg_inf, vmax1 = neg_inf;
+    __m256 vmax = neg_inf;
     __m256 vnan = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 2 <= keys; j += 2) {
-      const __m256 x0 = _mm256_loadu_ps(col + j * k_lanes);
-      const __m256 x1 = _mm256_loadu_ps(col + (j + 1) * k_lanes);
-      vmax0 = _mm256_max_ps(x0, vmax0);  // drops NaN: tracked in vnan
-      vmax1 = _mm256_max_ps(x1, vmax1);
-      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x0, x1, _CMP_UNORD_Q));
-    }
-    if (j < keys) {
-      const __m256 x0 = _mm256_loadu_ps(col + j * k_lanes);
-      vmax0 = _mm256_max_ps(x0, vmax0);
-      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));
+    for (int j = 0; j < keys; ++j) {
+      const __m256 x = _mm256_loadu_ps(col + j * k_lanes);
+      vmax = _mm256_max_ps(x, vmax);  // drops NaN: tracked in vnan
+      vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     }
     const __m256 m_old = _mm256_loadu_ps(m + 8 * w);
     vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(m_old, m_old, _CMP_UNORD_Q));
-    __m256 m_new = _mm256_max_ps(m_old, _mm256_max_ps(vmax0, vmax1));
-    m_new = _mm256_blendv_ps(m_new, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), vnan);
+    __m256 m_new = _mm256_max_ps(m_old, vmax);
+    m_new = _mm256_blendv_ps(m_new, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()),
+                             vnan);
     // subtract 0 where nothing is visible yet (-inf - -inf would be NaN)
     const __m256 m_sub =
         _mm256_blendv_ps(m_new, _mm256_setzero_ps(), _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
     const __m256 a = exp2_256(_mm256_sub_ps(m_old, m_sub));
-    __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-    j = 0;
-    for (; j + 2 <= keys; j += 2) {
-      const __m256 p0 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + j * k_lanes), m_sub));
-      const __m256 p1 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + (j + 1) * k_lanes), m_sub));
-      _mm256_storeu_ps(col + j * k_lanes, p0);
-      _mm256_storeu_ps(col + (j + 1) * k_lanes, p1);
-      sum0 = _mm256_add_ps(sum0, p0);
-      sum1 = _mm256_add_ps(sum1, p1);
-    }
-    if (j < keys) {
-      const __m256 p0 = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + j * k_lanes), m_sub));
-      _mm256_storeu_ps(col + j * k_lanes, p0);
-      sum0 = _mm256_add_ps(sum0, p0);
+    __m256 sum = _mm256_setzero_ps();
+    for (int j = 0; j < keys; ++j) {
+      const __m256 p = exp2_256(_mm256_sub_ps(_mm256_loadu_ps(col + j * k_lanes), m_sub));
+      _mm256_storeu_ps(col + j * k_lanes, p);
+      sum = _mm256_add_ps(sum, p);
     }
     const __m256 l_old = _mm256_loadu_ps(l + 8 * w);
-    _mm256_storeu_ps(l + 8 * w, _mm256_fmadd_ps(l_old, a, _mm256_add_ps(sum0, sum1)));
+    _mm256_storeu_ps(l + 8 * w, _mm256_fmadd_ps(l_old, a, sum));
     _mm256_storeu_ps(m + 8 * w, m_new);
     _mm256_storeu_ps(alpha + 8 * w, a);
   }
@@ -456,9 +435,11 @@ alignas(32) const float k_iota[k_lanes] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9
 // mask (causal, consecutive positions; mask_from = k0 - position of lane 0): lane i
 // hides key j when i < j + mask_from.
 __attribute__((target("avx2,fma"), noinline)) void scores_sliver(float* pt, const float* qs,
-                                                        const float* kb, int64_t d, int nk,
-                                                        bool mask, int64_t mask_from,
-                                                        line_prefetcher& pf, int pf_step) {
+                                                                  const float* kb, int64_t d,
+                                                                  int nk, bool mask,
+                                                                  int64_t mask_from,
+                                                                  line_prefetcher& pf,
+                                                                  int pf_step) {
   int j = 0;
   for (; j + 4 <= nk; j += 4) {
     pf.step(pf_step);
@@ -477,16 +458,17 @@ __attribute__((target("avx2,fma"), noinline)) void scores_sliver(float* pt, cons
     float* row = pt + jj * k_lanes;
     for (int w = 0; w < 3; ++w) {
       const __m256 hide = _mm256_cmp_ps(_mm256_load_ps(k_iota + 8 * w), thr, _CMP_LT_OQ);
-      _mm256_storeu_ps(row + 8 * w, _mm256_blendv_ps(_mm256_loadu_ps(row + 8 * w), neg_inf, hide));
+      _mm256_storeu_ps(row + 8 * w,
+                       _mm256_blendv_ps(_mm256_loadu_ps(row + 8 * w), neg_inf, hide));
     }
   }
 }
 
 // O^T [dv][24] of one sliver += V_blk^T P^T over keys [0, nk) (vb: V rows in place).
-__attribute__((target("avx2,fma"), noinline)) void pv_sliver(float* os, const float* pt, const float* vb,
-                                                    int64_t dv, int nk, bool first,
-                                                    const float* alpha, line_prefetcher& pf,
-                                                    int pf_step) {
+__attribute__((target("avx2,fma"), noinline)) void pv_sliver(float* os, const float* pt,
+                                                              const float* vb, int64_t dv, int nk,
+                                                              bool first, const float* alpha,
+                                                              line_prefetcher& pf, int pf_step) {
   int64_t c = 0;
   for (; c + 4 <= dv; c += 4) {
     pf.step(pf_step);
@@ -619,7 +601,8 @@ __attribute__((target("avx2,fma"))) void prefill_avx2(float* o, const float* q, 
           for (int r = 0; r < 8; ++r) t[r] = _mm256_loadu_ps(os + (c + r) * k_lanes + i0);
           transpose8x8(t);
           for (int r = 0; r < 8; ++r)
-            _mm256_storeu_ps(o + (row0 + r) * dv + c, _mm256_mul_ps(_mm256_set1_ps(inv[r]), t[r]));
+            _mm256_storeu_ps(o + (row0 + r) * dv + c,
+                             _mm256_mul_ps(_mm256_set1_ps(inv[r]), t[r]));
         }
       }
       for (int i = 0; i < valid; ++i)
@@ -631,7 +614,9 @@ __attribute__((target("avx2,fma"))) void prefill_avx2(float* o, const float* q, 
 
 }  // namespace
 
-attention_kernels attention_kernels_avx2() { return {&scores_avx2, &softmax_avx2, &pv_avx2, &prefill_avx2}; }
+attention_kernels attention_kernels_avx2() {
+  return {&scores_avx2, &softmax_avx2, &pv_avx2, &prefill_avx2};
+}
 
 }  // namespace detail
 }  // namespace tessera
