@@ -28,12 +28,14 @@
 // any thread count. Tasks go head-major (both threads share one head's K/V in L3),
 // within a head the last, heaviest-when-causal, query block first.
 // Tolerance vs float64: ~1e-6 relative (max abs error ~1e-7 on unit-scale data).
-// Measured on the 2-core Zen3 VM (AVX2 FMA peak measured 100 GFLOP/s per core at
-// ~3.1 GHz; nominal 157 for 2 cores at 2.445 GHz), B1 H16 D128, FLOPs = 4 B H Sq Sk D
-// (causal: half): S2048 non-causal ~81 GFLOP/s on 1 thread (~82% of the core's peak),
-// 160-169 on 2 threads, vs ORT MultiHeadAttention 118-129 in the same runs; S512 118
-// vs ORT 97; S8192 ~162 (2 threads, quiet). Causal S2048 124 (ORT 57, it does not
-// skip masked blocks). Decode (Sq 1, Sk 4096, memory bound): ~3.3 ms, ~19 GB/s of K+V.
+// Measured on the 2-core Zen3 VM (shared, noisy; AVX2 FMA peak measured 100 GFLOP/s
+// per core at ~3.1 GHz, nominal 157 for 2 cores at 2.445 GHz), B1 H16 D128, FLOPs =
+// 4 B H Sq Sk D (causal: half). Best-of runs: S2048 ~81 GFLOP/s on 1 thread (~82% of
+// the core's peak), 160-169 on 2 threads; S8192 (2 heads) the same. Benchmark harness,
+// 2 threads, quiet rounds, vs ORT MultiHeadAttention in the same run: S2048 132-153
+// (ORT 98-129, 1.17-1.34x; the row-kernel version before was 0.90-0.95x), S512 86-118
+// (1.06-1.21x), causal S2048 124-136 (ORT 39-57: it does not skip masked blocks).
+// Decode (Sq 1, Sk 4096, row kernels, memory bound): ~3.3 ms, ~19 GB/s of K+V.
 #include "attention.h"
 
 #include <algorithm>
