@@ -42,8 +42,6 @@
 #include <cmath>
 #include <functional>
 #include <limits>
-#include <memory>
-#include <vector>
 
 #include "cpu_features.h"
 #include "thread_pool.h"
