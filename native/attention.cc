@@ -181,11 +181,10 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
       prefetch_span(v + (k0 + keys) * s.dim_v, next * s.dim_v);
     }
     // Causal: rows [0, i0) see no key of this block (position < k0) and are skipped;
-    // for them the step would be O * 1 + 0, so skipping changes no value. i0 is
-    // rounded down to the 6-row sliver so packed Q slivers stay aligned.
+    // for them the step would be O * 1 + 0, so skipping changes no value.
     int i0 = 0;
     if (s.causal && pos_step == 1 && k0 > pos0)
-      i0 = static_cast<int>(std::min<int64_t>(rows - 1, k0 - pos0)) / 6 * 6;
+      i0 = static_cast<int>(std::min<int64_t>(rows - 1, k0 - pos0));
     const int n_rows = rows - i0;
     float* t0 = tile + i0 * k_bk;
     kern.scores(t0, k_bk, q + i0 * s.dim, n_rows, k + k0 * s.dim, keys, s.dim, s.scale);
