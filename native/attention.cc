@@ -1,64 +1,65 @@
 // attention: out = softmax(scale * q k^T + mask) v, f32, flash-attention style.
 //
-// Algorithm: one task per (batch, query head, block of BQ=96 query rows). A
-// task walks the key/value rows of its kv head in blocks of BK keys, BK = 32 KB /
-// (4 max(D, Dv)) clamped to [8, 64] (64 at D = 128); the next K/V blocks are
-// prefetched while one is in use:
-//   S = scale * Q_blk K_blk^T          (BQ x BK tile on the stack, <= 24 KB)
-//   causal mask: key j hidden from query i when j > kv_offset + i  (S = -inf)
-//   online softmax: m_new = max(m, rowmax S); P = exp(S - m_new);
-//                   alpha = exp(m - m_new); l = alpha * l + rowsum P
-//   O = alpha * O + P V_blk            (O accumulates in the task's out rows)
-// then O /= l. The Sq x Sk score matrix is never materialised; memory is O(BQ*BK)
-// per thread. Keys past the causal frontier of a block's last row are never
-// visited, and in a key block rows (6 at a time) that see none of its keys are
-// skipped (~6% at S512 causal). GQA/MQA: query head h reads kv head h / (Hq / Hkv)
-// in place; at decode (Sq = 1) the Hq/Hkv heads of a group form one block, so K/V
-// are read once per group rather than once per query head.
-// A query row with no visible key (causal, kv_offset + i < 0) outputs zeros.
+// Algorithm: one task per (batch, query head, block of BQ=96 query rows). A task
+// walks the key/value rows of its kv head in key blocks, keeping for each query row a
+// running max m, sum l and output accumulator O (online softmax):
+//   S = scale * Q_blk K_blk^T;  causal: key j hidden from query i when j > kv_offset + i
+//   m_new = max(m, rowmax S); P = exp(S - m_new); alpha = exp(m - m_new)
+//   l = alpha * l + rowsum P;  O = alpha * O + P V_blk
+// then O /= l. The Sq x Sk score matrix is never materialised; scratch is O(BQ x
+// (D + Dv + BK)) per thread (~110 KB at D = 128), whatever Sk. Keys past the causal
+// frontier are never visited. A query row with no visible key outputs zeros; a NaN
+// score makes its row NaN (as PyTorch).
+// Two kernel families:
+//   prefill (AVX2, >= 16 rows per task; attention_avx2.cc): the block is processed
+//     transposed, 24 queries per ymm triple, so the softmax runs down columns with no
+//     horizontal reductions and K, V are read in place (no packing); causal work is
+//     skipped per 24-query sliver and 4-key tile.
+//   row kernels (decode, small groups, and the portable path): S by dot products
+//     along D, a row softmax, O by 6x16 P.V tiles; the next K/V block is prefetched
+//     (decode is memory bound).
+// GQA/MQA: query head h reads kv head h / (Hq / Hkv) in place; at decode (Sq = 1) the
+// Hq/Hkv heads of a group form one block, so K/V are read once per group.
 //
 // Layouts (PyTorch SDPA): q [B][Hq][Sq][D], k [B][Hkv][Sk][D], v [B][Hkv][Sk][Dv],
 // out [B][Hq][Sq][Dv], contiguous; out is overwritten and never read first.
-// Parallelism: tasks are independent and each output row belongs to one task, so
-// results are bit-identical for any thread count. Causal blocks are issued
-// last-block-first (they have the most keys) to shorten the tail.
-// Kernels: AVX2+FMA in attention_avx2.cc (3x4 dot tiles, polynomial exp, 6x16
-// P.V tiles); portable loops below. Prefill (Sq >= 64) on AVX2 computes S with
-// the GEMM 6x16 micro-kernel instead: K is packed once per call into 16-key
-// slivers (pack_k_slivers, shared by all query blocks of a head), each task packs
-// its Q block pre-scaled into 6-row slivers; no horizontal sums, 2 loads + 6
-// broadcasts per 12 FMAs (~8-10% faster overall at S1024 D128, 1 thread).
-// Tolerance vs float64: ~1e-6 relative.
-// Measured, B1 H16 S2048 D128, 2 threads (best of runs): idle Xeon VM pinned to 2
-// cores: 379 ms non-causal (91 GFLOP/s), 179 ms causal; Zen3 VM (shared, noisy):
-// ~396 ms / ~180-210 ms. Per core that is ~60-70% of the GEMM kernel: the three
-// kernels run at ~85 GFLOP/s alone in L1, softmax (exp) costs ~10%. Decode
-// (Hq32 Hkv8 Sk4096 D128): ~1.3-2.2 ms, 15-25 GB/s of K+V (memory bound).
+// Parallelism: tasks are independent and each output row belongs to one task, with a
+// fixed split (never depending on the thread count), so results are bit-identical for
+// any thread count. Tasks go head-major (both threads share one head's K/V in L3),
+// within a head the last, heaviest-when-causal, query block first.
+// Tolerance vs float64: ~1e-6 relative (max abs error ~1e-7 on unit-scale data).
+// Measured on the 2-core Zen3 VM (shared, noisy; AVX2 FMA peak measured 100 GFLOP/s
+// per core at ~3.1 GHz, nominal 157 for 2 cores at 2.445 GHz), B1 H16 D128, FLOPs =
+// 4 B H Sq Sk D (causal: half). Best-of runs: S2048 ~81 GFLOP/s on 1 thread (~82% of
+// the core's peak), 160-169 on 2 threads; S8192 (2 heads) the same. Benchmark harness,
+// 2 threads, quiet rounds, vs ORT MultiHeadAttention in the same run: S2048 132-153
+// (ORT 98-129, 1.17-1.34x; the row-kernel version before was 0.90-0.95x), S512 86-118
+// (1.06-1.21x), causal S2048 124-136 (ORT 39-57: it does not skip masked blocks).
+// Decode (Sq 1, Sk 4096, row kernels, memory bound): ~3.3 ms, ~19 GB/s of K+V.
 #include "attention.h"
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
-#include <memory>
-#include <vector>
 
 #include "cpu_features.h"
-#include "gemm.h"
 #include "thread_pool.h"
 
 namespace tessera {
 
 namespace {
 
-constexpr int k_bq = 96;  // 48 measured ~10% slower: K/V re-streamed from L3 twice as often
+constexpr int k_bq = detail::k_bq_max;
 constexpr int k_bk = 64;  // largest key block; also the score tile row stride (multiple of 8)
+// Fewer rows per task (decode, small GQA groups) take the row kernels: the prefill
+// kernel's 24-query slivers would run mostly empty.
+constexpr int k_prefill_rows = 16;
 
-// Key block: as many keys as keep one K block and one V block within ~32 KB each
-// (~16 KB for blocks of < 12 rows, i.e. decode: the old, L1-sized blocks), 8..64,
-// multiple of 8. With many rows the kernels touch K/V in L1-sized pieces (a 16-key
-// K sliver, a keys x 16 column slice of V), and 64 keys rather than 32 halve the
-// per-block O rescale/load/store and softmax bookkeeping (~5% at D = 128).
+// Key block of the row kernels: as many keys as keep one K block and one V block
+// within ~32 KB each (~16 KB for blocks of < 12 rows, i.e. decode), 8..64, multiple
+// of 8. With many rows (portable path) 64 keys rather than 32 halve the per-block O
+// rescale/load/store and softmax bookkeeping (~5% at D = 128).
 int key_block(int64_t d, int64_t dv, int rows) {
   const int64_t widest = std::max(d, dv);
   const int64_t fit = ((rows >= 12 ? 32768 : 16384) / 4 / widest) & ~int64_t{7};
@@ -134,7 +135,7 @@ detail::attention_kernels select_kernels() {
     const detail::attention_kernels k = detail::attention_kernels_avx2();
     if (k.scores != nullptr) return k;
   }
-  return {&scores_generic, &softmax_generic, &pv_generic};
+  return {&scores_generic, &softmax_generic, &pv_generic, nullptr};
 }
 
 void prefetch_span(const float* p, int64_t n) {
@@ -146,53 +147,19 @@ void prefetch_span(const float* p, int64_t n) {
 #endif
 }
 
-// K of one kv head ([Sk][D]) as 16-key slivers, dst[(j / 16) * 16 * D + p * 16 + j % 16]
-// = K[j][p], keys past Sk zero: the B operand of the 6x16 GEMM micro-kernel.
-void pack_k_slivers(float* dst, const float* k, int64_t seq_k, int64_t d, int64_t sliver) {
-  float* out = dst + sliver * 16 * d;
-  for (int jj = 0; jj < 16; ++jj) {
-    const int64_t j = sliver * 16 + jj;
-    if (j < seq_k) {
-      const float* src = k + j * d;
-      for (int64_t p = 0; p < d; ++p) out[p * 16 + jj] = src[p];
-    } else {
-      for (int64_t p = 0; p < d; ++p) out[p * 16 + jj] = 0.0f;
-    }
-  }
-}
-
 // One task: `rows` query rows (row stride D in q, Dv in o) against one kv head.
 // Row i sits at absolute position kv_offset + q0 + i * pos_step: pos_step is 1
 // for consecutive positions of one head, 0 for the stacked heads of a GQA group
 // at decode (Sq = 1), which share every K/V load.
-// k_packed (optional): this kv head's K as 16-key slivers [sliver][d][16] (see
-// pack_k_slivers); then S comes from the GEMM 6x16 micro-kernel on a scaled,
-// packed Q block instead of the dot-product kernel.
 void attend_block(float* o, const float* q, const float* k, const float* v, int rows,
                   int64_t q0, int64_t pos_step, const attention_f32_shape& s,
-                  const detail::attention_kernels& kern, const float* k_packed) {
+                  const detail::attention_kernels& kern) {
+  if (kern.prefill != nullptr && rows >= k_prefill_rows) {
+    kern.prefill(o, q, k, v, rows, s.kv_offset + q0, pos_step, s);
+    return;
+  }
   alignas(64) float tile[k_bq * k_bk];
   const int bk = key_block(s.dim, s.dim_v, rows);
-  if (bk % 16 != 0) k_packed = nullptr;  // slivers need key blocks of whole slivers
-  static const detail::gemm_kernel_info mk = detail::gemm_kernel_avx2();
-  thread_local std::vector<float> q_packed;
-  const int64_t q_slivers = (rows + 5) / 6;
-  if (k_packed != nullptr) {
-    // Q block as 6-row slivers [sliver][d][6], pre-multiplied by the scale.
-    q_packed.resize(static_cast<size_t>(q_slivers * 6 * s.dim));
-    for (int64_t r = 0; r < q_slivers; ++r) {
-      float* dst = q_packed.data() + r * 6 * s.dim;
-      for (int ii = 0; ii < 6; ++ii) {
-        const int64_t i = r * 6 + ii;
-        if (i < rows) {
-          const float* src = q + i * s.dim;
-          for (int64_t p = 0; p < s.dim; ++p) dst[p * 6 + ii] = s.scale * src[p];
-        } else {
-          for (int64_t p = 0; p < s.dim; ++p) dst[p * 6 + ii] = 0.0f;
-        }
-      }
-    }
-  }
   float m[k_bq], l[k_bq], alpha[k_bq];
   std::fill(m, m + rows, k_neg_inf);
   std::fill(l, l + rows, 0.0f);
@@ -214,26 +181,13 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
       prefetch_span(v + (k0 + keys) * s.dim_v, next * s.dim_v);
     }
     // Causal: rows [0, i0) see no key of this block (position < k0) and are skipped;
-    // for them the step would be O * 1 + 0, so skipping changes no value. i0 is
-    // rounded down to the 6-row sliver so packed Q slivers stay aligned.
+    // for them the step would be O * 1 + 0, so skipping changes no value.
     int i0 = 0;
     if (s.causal && pos_step == 1 && k0 > pos0)
-      i0 = static_cast<int>(std::min<int64_t>(rows - 1, k0 - pos0)) / 6 * 6;
+      i0 = static_cast<int>(std::min<int64_t>(rows - 1, k0 - pos0));
     const int n_rows = rows - i0;
     float* t0 = tile + i0 * k_bk;
-    if (k_packed != nullptr) {
-      for (int64_t j = 0; j < keys; j += 16) {
-        const float* kp = k_packed + (k0 + j) * s.dim;  // sliver (k0 + j) / 16
-        const int cols = static_cast<int>(std::min<int64_t>(16, keys - j));
-        for (int64_t r = i0 / 6; r < q_slivers; ++r) {
-          const int rr = static_cast<int>(std::min<int64_t>(6, rows - r * 6));
-          mk.kernel(s.dim, q_packed.data() + r * 6 * s.dim, kp, tile + r * 6 * k_bk + j, k_bk,
-                    rr, cols, false);
-        }
-      }
-    } else {
-      kern.scores(t0, k_bk, q + i0 * s.dim, n_rows, k + k0 * s.dim, keys, s.dim, s.scale);
-    }
+    kern.scores(t0, k_bk, q + i0 * s.dim, n_rows, k + k0 * s.dim, keys, s.dim, s.scale);
     if (s.causal && k0 + keys - 1 > pos0) {
       for (int i = i0; i < rows; ++i) {
         // first hidden key of row i, relative to k0
@@ -262,31 +216,6 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
       2.0 * static_cast<double>(s.batch * s.heads_q) * s.seq_q * s.seq_k * (s.dim + s.dim_v);
   const bool pool = num_threads() > 1 && flops >= (1 << 20);
 
-  // Prefill on AVX2: K is packed once per call into micro-kernel slivers, which
-  // every query block of the head then reuses (a pass over K, ~1-2% of the work
-  // at Sq >= 128). Decode (few query rows) reads K in place.
-  static const bool avx2 = active_simd() == simd_level::avx2_fma &&
-                           detail::gemm_kernel_avx2().kernel != nullptr;
-  const bool pack_k = avx2 && s.seq_q >= 64 && key_block(s.dim, s.dim_v, k_bq) % 16 == 0;
-  const int64_t k_slivers = (s.seq_k + 15) / 16;
-  const int64_t k_head = k_slivers * 16 * s.dim;
-  std::unique_ptr<float[]> k_pack_buf;
-  const float* k_packed = nullptr;
-  if (pack_k) {
-    k_pack_buf.reset(new float[static_cast<size_t>(s.batch * s.heads_kv * k_head)]);
-    float* kp = k_pack_buf.get();
-    auto pack = [&](int64_t t) {
-      const int64_t hkv = t / k_slivers;
-      pack_k_slivers(kp + hkv * k_head, k + hkv * s.seq_k * s.dim, s.seq_k, s.dim, t % k_slivers);
-    };
-    const int64_t n_pack = s.batch * s.heads_kv * k_slivers;
-    if (pool) {
-      parallel_for(n_pack, pack);
-    } else {
-      for (int64_t t = 0; t < n_pack; ++t) pack(t);
-    }
-    k_packed = kp;
-  }
   int64_t n_tasks = 0;
   std::function<void(int64_t)> task;
   if (s.seq_q == 1 && group > 1) {
@@ -299,23 +228,25 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
       const int64_t h0 = hkv * group + (t % n_gb) * k_bq;  // b * Hq + first query head
       const int rows = static_cast<int>(std::min<int64_t>(k_bq, (hkv + 1) * group - h0));
       attend_block(out + h0 * s.dim_v, q + h0 * s.dim, k + hkv * s.seq_k * s.dim,
-                   v + hkv * s.seq_k * s.dim_v, rows, 0, 0, s, kern, nullptr);
+                   v + hkv * s.seq_k * s.dim_v, rows, 0, 0, s, kern);
     };
   } else {
     const int64_t n_qb = (s.seq_q + k_bq - 1) / k_bq;
     const int64_t n_bh = s.batch * s.heads_q;
     n_tasks = n_qb * n_bh;
-    task = [&, n_qb, n_bh](int64_t t) {
-      const int64_t qb = n_qb - 1 - t / n_bh;  // last (heaviest when causal) first
-      const int64_t bh = t % n_bh;
+    task = [&, n_qb](int64_t t) {
+      // Head-major: the query blocks of one head run back to back (both threads on one
+      // head at a time), so its K/V stay in L3 between tasks; within a head the last
+      // (heaviest when causal) block first, so the run ends on light tasks.
+      const int64_t bh = t / n_qb;
+      const int64_t qb = n_qb - 1 - t % n_qb;
       const int64_t b = bh / s.heads_q;
       const int64_t h = bh % s.heads_q;
       const int64_t hkv = b * s.heads_kv + h / group;
       const int64_t q0 = qb * k_bq;
       const int rows = static_cast<int>(std::min<int64_t>(k_bq, s.seq_q - q0));
       attend_block(out + (bh * s.seq_q + q0) * s.dim_v, q + (bh * s.seq_q + q0) * s.dim,
-                   k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, 1, s, kern,
-                   k_packed == nullptr ? nullptr : k_packed + hkv * k_head);
+                   k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, 1, s, kern);
     };
   }
 

@@ -26,8 +26,10 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
 
 namespace detail {
 
-// The three inner steps of one (query block, key block) pair; ld_s is the row
-// stride of the score tile, a multiple of 8 that is >= keys rounded up to 8.
+constexpr int k_bq_max = 96;  // query rows per task (4 slivers of 24 in the prefill kernel)
+
+// Row kernels: the three inner steps of one (query block, key block) pair; ld_s is the
+// row stride of the score tile, a multiple of 8 that is >= keys rounded up to 8.
 struct attention_kernels {
   // s[i][j] = scale * dot(q_i, k_j) for i < rows, j < keys (q, k rows of d floats).
   void (*scores)(float* s, int64_t ld_s, const float* q, int rows, const float* k, int keys,
@@ -40,6 +42,11 @@ struct attention_kernels {
   // o[i][:] = alpha[i] * o[i][:] + sum_j p[i][j] * v[j][:] (rows of dv floats).
   void (*pv)(float* o, int64_t dv, const float* p, int64_t ld_p, int rows, const float* v,
              int keys, const float* alpha);
+  // Optional (nullptr: not available): one whole task of rows <= k_bq_max query rows
+  // (o, q rows of Dv / D floats) against one kv head's k, v; row i sits at position
+  // pos0 + i * pos_step. Writes the finished (normalised) output rows.
+  void (*prefill)(float* o, const float* q, const float* k, const float* v, int rows,
+                  int64_t pos0, int64_t pos_step, const attention_f32_shape& shape);
 };
 
 // A row that met a NaN score: P, running max/sum and the rescale factor all become NaN, so the
