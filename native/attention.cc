@@ -20,6 +20,9 @@
 //     (decode is memory bound).
 // GQA/MQA: query head h reads kv head h / (Hq / Hkv) in place; at decode (Sq = 1) the
 // Hq/Hkv heads of a group form one block, so K/V are read once per group.
+// Decode (few query rows, long KV cache, few tasks): the KV range is also cut into chunks
+// that run as tasks (flash-decoding), merged per row by their (m, l) afterwards; see
+// attend_split. The chunking depends on the shape only.
 //
 // Layouts (PyTorch SDPA): q [B][Hq][Sq][D], k [B][Hkv][Sk][D], v [B][Hkv][Sk][Dv],
 // out [B][Hq][Sq][Dv], contiguous; out is overwritten and never read first.
@@ -42,6 +45,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <vector>
 
 #include "cpu_features.h"
 #include "thread_pool.h"
@@ -151,10 +155,14 @@ void prefetch_span(const float* p, int64_t n) {
 // Row i sits at absolute position kv_offset + q0 + i * pos_step: pos_step is 1
 // for consecutive positions of one head, 0 for the stacked heads of a GQA group
 // at decode (Sq = 1), which share every K/V load.
+// With m_out (split-KV decode): only keys [key_begin, key_stop), and the block's state is
+// returned unnormalised (O, running max m, running sum l per row) for the merge.
 void attend_block(float* o, const float* q, const float* k, const float* v, int rows,
                   int64_t q0, int64_t pos_step, const attention_f32_shape& s,
-                  const detail::attention_kernels& kern) {
-  if (kern.prefill != nullptr && rows >= k_prefill_rows) {
+                  const detail::attention_kernels& kern, int64_t key_begin = 0,
+                  int64_t key_stop = std::numeric_limits<int64_t>::max(), float* m_out = nullptr,
+                  float* l_out = nullptr) {
+  if (kern.prefill != nullptr && rows >= k_prefill_rows && m_out == nullptr) {
     kern.prefill(o, q, k, v, rows, s.kv_offset + q0, pos_step, s);
     return;
   }
@@ -169,8 +177,9 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
   int64_t key_end = s.seq_k;
   const int64_t pos0 = s.kv_offset + q0;  // position of row 0, the most restricted row
   if (s.causal) key_end = std::clamp<int64_t>(pos0 + (rows - 1) * pos_step + 1, 0, s.seq_k);
+  key_end = std::min(key_end, key_stop);
 
-  for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
+  for (int64_t k0 = key_begin; k0 < key_end; k0 += bk) {
     const int keys = static_cast<int>(std::min<int64_t>(bk, key_end - k0));
     if (k0 + keys < key_end) {
       // Next K/V blocks are contiguous: ask for them now so the loads overlap this
@@ -199,11 +208,92 @@ void attend_block(float* o, const float* q, const float* k, const float* v, int 
     kern.pv(o + i0 * s.dim_v, s.dim_v, t0, k_bk, n_rows, v + k0 * s.dim_v, keys, alpha + i0);
   }
 
+  if (m_out != nullptr) {
+    std::copy(m, m + rows, m_out);
+    std::copy(l, l + rows, l_out);
+    return;
+  }
   for (int i = 0; i < rows; ++i) {
     const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
     float* oi = o + i * s.dim_v;
     for (int64_t c = 0; c < s.dim_v; ++c) oi[c] *= inv;
   }
+}
+
+// Split-KV decode (flash-decoding): a few query rows against a long KV cache give few
+// tasks (B1 MQA: one), so the KV range of every task is also cut into chunks that run as
+// tasks of their own; each returns its unnormalised (O, m, l) and a second pass merges
+// the chunks of a row in chunk order: M = max m_c, out = sum e^(m_c - M) O_c / sum
+// e^(m_c - M) l_c. Chunk count and bounds depend on the shape only, never on the thread
+// count, so results stay bit-identical for any thread count. Applies to row-kernel tasks
+// (< k_prefill_rows rows) against >= k_split_min_keys keys, when there are fewer than
+// k_split_target tasks.
+constexpr int64_t k_split_min_keys = 1024;
+constexpr int64_t k_split_chunk_min = 512;  // keys per chunk, at least
+constexpr int64_t k_split_target = 64;      // aim for about this many (task, chunk) pairs
+
+struct block_task {
+  float* o;
+  const float* q;
+  const float* k;
+  const float* v;
+  int rows;
+  int64_t q0, pos_step;
+};
+
+void run_tasks(bool pool, int64_t n, const std::function<void(int64_t)>& f) {
+  if (pool) {
+    parallel_for(n, f);
+  } else {
+    for (int64_t t = 0; t < n; ++t) f(t);
+  }
+}
+
+void attend_split(const std::function<block_task(int64_t)>& describe, int64_t n_tasks,
+                  int64_t n_chunks, int64_t chunk_keys, int max_rows, bool pool,
+                  const attention_f32_shape& s, const detail::attention_kernels& kern) {
+  const int64_t dv = s.dim_v;
+  const size_t slots = static_cast<size_t>(n_tasks * n_chunks * max_rows);
+  std::vector<float> part_o(slots * dv), part_m(slots), part_l(slots);
+  run_tasks(pool, n_tasks * n_chunks, [&](int64_t t) {
+    const block_task bt = describe(t / n_chunks);
+    const int64_t c = t % n_chunks;
+    const size_t slot = static_cast<size_t>(t) * max_rows;
+    attend_block(part_o.data() + slot * dv, bt.q, bt.k, bt.v, bt.rows, bt.q0, bt.pos_step, s, kern,
+                 c * chunk_keys, (c + 1) * chunk_keys, part_m.data() + slot, part_l.data() + slot);
+  });
+  run_tasks(pool, n_tasks, [&](int64_t t) {
+    const block_task bt = describe(t);
+    for (int i = 0; i < bt.rows; ++i) {
+      float* oi = bt.o + i * dv;
+      float mx = k_neg_inf;
+      bool nan = false;
+      int64_t visited = 0;  // chunks the row's keys reached (a causal row may stop early)
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        const size_t r = static_cast<size_t>(t * n_chunks + c) * max_rows + i;
+        if (c * chunk_keys >= s.seq_k) break;
+        ++visited;
+        nan |= std::isnan(part_m[r]);
+        mx = std::max(mx, part_m[r]);
+      }
+      if (nan || mx == k_neg_inf) {  // a NaN score: NaN row (as PyTorch); nothing visible: zeros
+        std::fill(oi, oi + dv, nan ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+        continue;
+      }
+      std::fill(oi, oi + dv, 0.0f);
+      float sum = 0.0f;
+      for (int64_t c = 0; c < visited; ++c) {
+        const size_t r = static_cast<size_t>(t * n_chunks + c) * max_rows + i;
+        if (part_m[r] == k_neg_inf) continue;  // no visible key in this chunk
+        const float w = std::exp(part_m[r] - mx);
+        sum += w * part_l[r];
+        const float* po = part_o.data() + r * dv;
+        for (int64_t x = 0; x < dv; ++x) oi[x] += w * po[x];
+      }
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      for (int64_t x = 0; x < dv; ++x) oi[x] *= inv;
+    }
+  });
 }
 
 }  // namespace
@@ -217,24 +307,27 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
   const bool pool = num_threads() > 1 && flops >= (1 << 20);
 
   int64_t n_tasks = 0;
-  std::function<void(int64_t)> task;
+  int max_rows = 0;
+  std::function<block_task(int64_t)> describe;
   if (s.seq_q == 1 && group > 1) {
     // Decode with GQA/MQA: the group's query heads are consecutive rows of q/out
     // (Sq = 1) at one position; stacking them reads each K/V row once per group.
     const int64_t n_gb = (group + k_bq - 1) / k_bq;
     n_tasks = s.batch * s.heads_kv * n_gb;
-    task = [&, n_gb](int64_t t) {
+    max_rows = static_cast<int>(std::min<int64_t>(k_bq, group));
+    describe = [&, n_gb](int64_t t) {
       const int64_t hkv = t / n_gb;  // b * Hkv + kv head
       const int64_t h0 = hkv * group + (t % n_gb) * k_bq;  // b * Hq + first query head
       const int rows = static_cast<int>(std::min<int64_t>(k_bq, (hkv + 1) * group - h0));
-      attend_block(out + h0 * s.dim_v, q + h0 * s.dim, k + hkv * s.seq_k * s.dim,
-                   v + hkv * s.seq_k * s.dim_v, rows, 0, 0, s, kern);
+      return block_task{out + h0 * s.dim_v, q + h0 * s.dim, k + hkv * s.seq_k * s.dim,
+                        v + hkv * s.seq_k * s.dim_v, rows, 0, 0};
     };
   } else {
     const int64_t n_qb = (s.seq_q + k_bq - 1) / k_bq;
     const int64_t n_bh = s.batch * s.heads_q;
     n_tasks = n_qb * n_bh;
-    task = [&, n_qb](int64_t t) {
+    max_rows = static_cast<int>(std::min<int64_t>(k_bq, s.seq_q));
+    describe = [&, n_qb](int64_t t) {
       // Head-major: the query blocks of one head run back to back (both threads on one
       // head at a time), so its K/V stay in L3 between tasks; within a head the last
       // (heaviest when causal) block first, so the run ends on light tasks.
@@ -245,16 +338,26 @@ void attention_f32(float* out, const float* q, const float* k, const float* v,
       const int64_t hkv = b * s.heads_kv + h / group;
       const int64_t q0 = qb * k_bq;
       const int rows = static_cast<int>(std::min<int64_t>(k_bq, s.seq_q - q0));
-      attend_block(out + (bh * s.seq_q + q0) * s.dim_v, q + (bh * s.seq_q + q0) * s.dim,
-                   k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, 1, s, kern);
+      return block_task{out + (bh * s.seq_q + q0) * s.dim_v, q + (bh * s.seq_q + q0) * s.dim,
+                        k + hkv * s.seq_k * s.dim, v + hkv * s.seq_k * s.dim_v, rows, q0, 1};
     };
   }
 
-  if (pool) {
-    parallel_for(n_tasks, task);
-  } else {
-    for (int64_t t = 0; t < n_tasks; ++t) task(t);
+  if (max_rows < k_prefill_rows && s.seq_k >= k_split_min_keys && n_tasks < k_split_target) {
+    const int64_t want = (k_split_target + n_tasks - 1) / n_tasks;
+    const int64_t most = s.seq_k / k_split_chunk_min;
+    const int64_t chunks = std::max<int64_t>(1, std::min(want, most));
+    const int64_t chunk_keys = ((s.seq_k + chunks - 1) / chunks + k_bk - 1) / k_bk * k_bk;
+    const int64_t n_chunks = (s.seq_k + chunk_keys - 1) / chunk_keys;
+    if (n_chunks > 1) {
+      attend_split(describe, n_tasks, n_chunks, chunk_keys, max_rows, pool, s, kern);
+      return;
+    }
   }
+  run_tasks(pool, n_tasks, [&](int64_t t) {
+    const block_task bt = describe(t);
+    attend_block(bt.o, bt.q, bt.k, bt.v, bt.rows, bt.q0, bt.pos_step, s, kern);
+  });
 }
 
 }  // namespace tessera

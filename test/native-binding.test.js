@@ -169,6 +169,11 @@ function* attentionCases() {
   yield { label: 'attention decode MQA Hq64 Hkv1 (group > query block) causal', ...attentionCase(1, 64, 1, 1, 50, 24, 40, true, 49, 0.2, seed++) };
   yield { label: 'attention decode kvOffset=-1: no visible key -> zeros', ...attentionCase(2, 8, 2, 1, 10, 16, 16, true, -1, 0.25, seed++) };
   yield { label: 'attention causal Sq>Sk: leading rows empty -> zeros', ...attentionCase(1, 2, 2, 70, 20, 16, 8, true, 20 - 70, 0.25, seed++) };
+  // split-KV decode (few tasks, long cache): MQA (one task, 4 chunks), Sq 3 causal per-head tasks whose last
+  // chunk is partly hidden, and a causal offset that hides whole chunks from every row
+  yield { label: 'attention split-KV decode MQA Hq8 Hkv1 Sk2500', ...attentionCase(1, 8, 1, 1, 2500, 64, 48, false, 0, 0.125, seed++) };
+  yield { label: 'attention split-KV Sq3 causal H2 Sk2100', ...attentionCase(1, 2, 2, 3, 2100, 32, 32, true, 2097, 0.2, seed++) };
+  yield { label: 'attention split-KV causal kvOffset 700 of Sk3000 (chunks 2+ hidden)', ...attentionCase(1, 4, 1, 1, 3000, 16, 16, true, 700, 0.25, seed++) };
 }
 
 // Cases whose bits must match between 1, 2 and 3 threads (large enough to use the pool).
@@ -182,6 +187,7 @@ function determinismCases() {
     { label: 'attention B1 H8/2 S200 D64 causal', ...attentionCase(1, 8, 2, 200, 200, 64, 64, true, 0, 0.125, 10) },
     { label: 'attention decode B2 H32/4 Sk3000 D64 causal', ...attentionCase(2, 32, 4, 1, 3000, 64, 64, true, 2999, 0.125, 12) },
     { label: 'attention B2 H4/4 Sq100 Sk300 D40 Dv24', ...attentionCase(2, 4, 4, 100, 300, 40, 24, false, 200, 0.15, 11) },
+    { label: 'attention split-KV decode B1 H4/1 Sk5000 D128', ...attentionCase(1, 4, 1, 1, 5000, 128, 128, false, 0, 0.09, 13) },
   ];
 }
 
@@ -265,6 +271,24 @@ test('info / threads', (t) => {
 
 test('matmulF32 / attentionF32 vs float64 reference; 1 vs 2 vs 3 threads bit-identical', (t) => {
   for (const r of numericChecks()) t.ok(r.ok, `${r.label} (${r.detail})`);
+  t.end();
+});
+
+test('split-KV decode: a NaN key poisons only the rows that see it', (t) => {
+  // MQA over 3000 keys (split into chunks): a NaN in K at key 2900 reaches every row; with causal
+  // kvOffset 1000 it is hidden from every row, which must stay finite and match the reference.
+  for (const causal of [false, true]) {
+    const c = attentionCase(1, 4, 1, 1, 3000, 16, 16, causal, 1000, 0.25, 77);
+    c.args[1][2900 * 16 + 3] = NaN;
+    runSync(c);
+    const out = c.out.subarray(0, c.n);
+    if (causal) {
+      const r = compare(c.out, c.ref());
+      t.ok(r.ok && out.every(Number.isFinite), `causal: the hidden NaN changes nothing (rel=${r.rel.toExponential(2)})`);
+    } else {
+      t.ok(out.every(Number.isNaN), 'non-causal: every row that sees the NaN key is NaN');
+    }
+  }
   t.end();
 });
 
