@@ -414,10 +414,11 @@ tc::EventMark* arg_event(const Napi::CallbackInfo& info, size_t i, const char* f
   return m;
 }
 
-Napi::Value EventRecord(const Napi::CallbackInfo& info) {
-  expect_args(info, 0, "eventRecord");
+// A new event handle from record (tc::event_record or tc::event_record_deferred).
+Napi::Value new_event(const Napi::CallbackInfo& info, const char* fn, tc::Status (*record)(tc::EventMark*)) {
+  expect_args(info, 0, fn);
   auto* m = new tc::EventMark();
-  const tc::Status s = tc::event_record(m);
+  const tc::Status s = record(m);
   if (!s.ok()) {
     delete m;
     throw js_error(info.Env(), s);
@@ -427,19 +428,12 @@ Napi::Value EventRecord(const Napi::CallbackInfo& info) {
   return handle;
 }
 
+Napi::Value EventRecord(const Napi::CallbackInfo& info) { return new_event(info, "eventRecord", tc::event_record); }
+
 // eventRecordDeferred() -> handle: recorded when the next op queues work on the stream (a start mark that
 // leaves out the op's host-side preparation; cuda/events.cuh).
 Napi::Value EventRecordDeferred(const Napi::CallbackInfo& info) {
-  expect_args(info, 0, "eventRecordDeferred");
-  auto* m = new tc::EventMark();
-  const tc::Status s = tc::event_record_deferred(m);
-  if (!s.ok()) {
-    delete m;
-    throw js_error(info.Env(), s);
-  }
-  auto handle = Napi::External<tc::EventMark>::New(info.Env(), m, finalize_event);
-  handle.TypeTag(&kEventTag);
-  return handle;
+  return new_event(info, "eventRecordDeferred", tc::event_record_deferred);
 }
 
 Napi::Value EventElapsedNs(const Napi::CallbackInfo& info) {

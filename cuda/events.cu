@@ -59,7 +59,9 @@ Status acquire_event(cudaEvent_t* out) {
 }
 }  // namespace
 
-Status event_record(EventMark* mark) {
+namespace {
+// A pooled event for mark (recorded now, or pending until the next device_stream()).
+Status take_event(EventMark* mark, bool pending) {
   Status s = device_ready();
   if (!s.ok()) return s;
   cudaEvent_t ev = nullptr;
@@ -67,22 +69,23 @@ Status event_record(EventMark* mark) {
   if (!s.ok()) return s;
   mark->event = ev;
   mark->released = false;
-  mark->pending = false;
+  mark->pending = pending;
+  return status_ok();
+}
+}  // namespace
+
+Status event_record(EventMark* mark) {
+  Status s = take_event(mark, false);
+  if (!s.ok()) return s;
   // device_stream() first records any deferred start marks, so they precede this one on the stream
-  s = status_from_cuda(cudaEventRecord(ev, device_stream()), "cudaEventRecord");
+  s = status_from_cuda(cudaEventRecord(mark->event, device_stream()), "cudaEventRecord");
   if (!s.ok()) event_release(mark);
   return s;
 }
 
 Status event_record_deferred(EventMark* mark) {
-  Status s = device_ready();
+  const Status s = take_event(mark, true);
   if (!s.ok()) return s;
-  cudaEvent_t ev = nullptr;
-  s = acquire_event(&ev);
-  if (!s.ok()) return s;
-  mark->event = ev;
-  mark->released = false;
-  mark->pending = true;
   std::lock_guard<std::mutex> lock(g_deferred_mu);
   g_deferred.push_back(mark);
   g_deferred_count.store(int(g_deferred.size()), std::memory_order_release);
