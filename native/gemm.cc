@@ -104,6 +104,10 @@ void pack_a_sliver(float* dst, const mat_view& a, int64_t i0, int rows, int64_t 
     }
     return;
   }
+  // mr 6 means the AVX2 kernel was selected, so AVX2 is there
+  if (a.cs == 1 && mr == 6 && rows == 6 &&
+      detail::gemm_pack_a6_avx2(dst, a.p + i0 * a.rs + p0, a.rs, kc))
+    return;
   const float* row[k_max_mr];
   for (int ii = 0; ii < rows; ++ii) row[ii] = a.p + (i0 + ii) * a.rs + p0 * a.cs;
   for (int64_t p = 0; p < kc; ++p) {
@@ -482,11 +486,12 @@ void gemm_packed(float* c, const mat_view& a, const mat_view& b, int64_t m, int6
   // Rows per tile: ~120 (A block of 120 x 256 floats in L2), evened out over the blocks.
   const int64_t m_blocks = ceil_div(m, k_mc);
   p.mc = ceil_div(ceil_div(m, m_blocks), mr) * mr;
-  // Columns per tile: up to 256 (the C tile stays in L2 over all of K), fewer when
-  // that leaves under ~8 tiles per member.
+  // Columns per tile: up to 256 (the C tile stays in L2 over all of K), down to 64
+  // while that leaves under ~32 tiles per member: a member's last tile is the most
+  // the two can end apart.
   const int64_t n_sl_all = ceil_div(n, nr);
   int64_t tile_sl = 256 / nr;
-  while (tile_sl > 2 && m_blocks * ceil_div(n_sl_all, tile_sl) < 8 * p.members) tile_sl /= 2;
+  while (tile_sl > 4 && m_blocks * ceil_div(n_sl_all, tile_sl) < 32 * p.members) tile_sl /= 2;
   p.tile_cols = tile_sl * nr;
   // Rounds: bound the packed buffer for very large operands.
   p.round_rows = std::max<int64_t>(p.mc, k_round_floats / std::max<int64_t>(k, 1) / p.mc * p.mc);

@@ -34,6 +34,10 @@ struct gemm_kernel_info {
 
 gemm_kernel_info gemm_kernel_avx2();  // 6 x 16, AVX2 + FMA
 
+// dst[p * 6 + ii] = src[ii * lda + p] for 6 full rows and p < kc (A sliver packing
+// for the 6x16 kernel). Returns false if not built for x86-64.
+bool gemm_pack_a6_avx2(float* dst, const float* src, int64_t lda, int64_t kc);
+
 constexpr int k_small_m = 4;  // m <= this takes the unpacked small-M path
 
 // Small-M (GEMV-like) AVX2 path, columns [j0, j1) of c (m rows, row stride n):
