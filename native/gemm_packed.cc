@@ -43,13 +43,15 @@ inline void cpu_relax() {
 #endif
 }
 
+// Spins briefly, then yields between polls: if the member we wait for was preempted
+// (another process on the core), it may be queued behind us. Never sleeps.
 template <class Pred>
 void spin_until(Pred done) {
   for (int i = 0; !done(); ++i) {
-    if (i < (1 << 14)) {
+    if (i < 1024) {
       cpu_relax();
     } else {
-      std::this_thread::yield();  // the member we wait for may have been preempted
+      std::this_thread::yield();
     }
   }
 }
