@@ -291,13 +291,16 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
   while (tile_sl > 4 && m_blocks * ceil_div(n_sl_all, tile_sl) < 32 * p.members) tile_sl /= 2;
   p.tile_cols = tile_sl * nr;
   // Rounds: bound the packed buffer for very large operands.
-  p.round_rows = std::max<int64_t>(p.mc, k_round_floats / std::max<int64_t>(k, 1) / p.mc * p.mc);
-  p.round_cols = std::max<int64_t>(p.tile_cols, k_round_floats / std::max<int64_t>(k, 1) / p.tile_cols * p.tile_cols);
+  // Rounds split M (N) evenly, in whole tiles, so no round is a thin leftover.
+  const int64_t k_pad = p.n_q * k_kc;
+  const int64_t rounds_i = ceil_div(ceil_div(m, mr) * mr * k_pad, k_round_floats);
+  const int64_t rounds_j = ceil_div(ceil_div(n, nr) * nr * k_pad, k_round_floats);
+  p.round_rows = ceil_div(ceil_div(m, rounds_i), p.mc) * p.mc;
+  p.round_cols = ceil_div(ceil_div(n, rounds_j), p.tile_cols) * p.tile_cols;
   p.rounds_i = ceil_div(m, p.round_rows);
   p.rounds_j = ceil_div(n, p.round_cols);
   const int64_t m_pad_max = ceil_div(std::min(m, p.round_rows), mr) * mr;
   const int64_t n_pad_max = ceil_div(std::min(n, p.round_cols), nr) * nr;
-  const int64_t k_pad = p.n_q * k_kc;
   scoped_buffer buf(static_cast<size_t>((m_pad_max + n_pad_max) * k_pad));
   p.ap = buf.l.p;
   p.bp = buf.l.p + m_pad_max * k_pad;
