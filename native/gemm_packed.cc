@@ -124,8 +124,9 @@ struct scoped_buffer {
   buffer_cache::lease l;
 };
 
-// Caps on one round's packed A and B (floats): 2048^2 each fits in one round.
-constexpr int64_t k_round_floats = int64_t{1} << 22;
+// Cap on one round's packed A, and on its packed B (floats): 20 MB each, so 2048^2
+// (padded to 2052 x 2048) is one round.
+constexpr int64_t k_round_floats = int64_t{5} << 20;
 
 // Tile ranges of one member, [lo, hi) packed into one word so claim and steal are CAS.
 struct alignas(64) tile_range {
