@@ -32,9 +32,20 @@
 // baseline SSE2). Blocking for Zen3-class cores (32 KB L1d, 512 KB L2): B sliver
 // 16 KB (L1), A block 120 x 256 = 120 KB (L2).
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
-// Roofline (2-core Zen3 EPYC VM, 2.45 GHz nominal, ~3.1 GHz measured under load;
-// nominal peak 157 GFLOP/s = 2 x 2.445 GHz x 32 flop/cycle, a pure-FMA loop reaches
-// ~100 GFLOP/s per core): ROOFLINE_NUMBERS
+// Roofline (2-core Zen3 EPYC VM shared with other jobs; 2.445 GHz nominal, so 157
+// GFLOP/s nominal peak = 2 x 2.445 GHz x 32 flop/cycle; the cores turbo to ~3.1 GHz,
+// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, in L1:
+// ~88-92 GFLOP/s per core (4x24 and other unrolls measured within noise of it).
+// gemm_f32 square, 2 threads, calls back to back on a reused output, idle machine:
+// 1024: best 164 (104% of nominal), mean ~130-150; 2048: best 170 (108%), mean
+// ~156 (pack phase 1.0 / 3 ms, the rest at ~80-84 GFLOP/s per core); the previous
+// driver (two parallel_fors per KC block) gave ~150-159 best in the same loop.
+// Through the JS API in the CPU benchmark (one cold call per round after the peers'
+// turns, fresh 4-16 MB output each call): 1024 ~77-84, 2048 ~115-123 GFLOP/s vs numpy
+// ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
+// outside the kernel (output allocation and first-touch page faults, ~2.5 us per
+// 4 KB page here; cold caches). Earlier measurements, not redone: generic path, 2
+// threads ~30-50 GFLOP/s; M = 1 (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"
 
 #include <algorithm>

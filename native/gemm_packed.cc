@@ -9,8 +9,10 @@
 // own runs dry). A member only ever waits for units some other member has already
 // claimed and is running, so the call completes whatever number of pool threads turn up
 // (a late or absent helper just leaves more work to the caller), and it waits by
-// spinning: on a VM a thread that sleeps for more than ~0.2 ms takes about a millisecond
-// to wake (halted vCPU), which cost more than the whole call's imbalance.
+// spinning: on the VM it was tuned on, a thread that has slept a while (halted vCPU)
+// sometimes takes a millisecond or more to wake, longer than a whole call's imbalance.
+// One parallel_for means at most one such wake-up per call (the helper's), and the
+// caller starts packing without waiting for it.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
