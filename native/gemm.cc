@@ -43,23 +43,19 @@
 // Through the JS API in the CPU benchmark (one cold call per round after the peers'
 // turns, fresh 4-16 MB output each call): 1024 ~77-84, 2048 ~115-123 GFLOP/s vs numpy
 // ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
-// outside the kernel (output allocation and first-touch page faults, ~2.5 us per
-// 4 KB page here; cold caches). Earlier measurements, not redone: generic path, 2
+// outside the kernel: output allocation and first-touch page faults (~2.5 us per
+// 4 KB page here; asking for huge pages on the output did not help cold calls),
+// cold caches, and the peers' threads still spinning when tessera's turn starts. Earlier measurements, not redone: generic path, 2
 // threads ~30-50 GFLOP/s; M = 1 (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <vector>
 
 #include "cpu_features.h"
 #include "thread_pool.h"
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace tessera {
 
@@ -364,23 +360,6 @@ void gemm_small_m(float* out, const float* a, const float* b, const gemm_f32_sha
   });
 }
 
-// A large output is often fresh memory (a new Float32Array per call): every 4 KB page
-// then faults on its first write, ~2.5 us each on the VM below (~10 ms per 16 MB,
-// split over the threads). Asking for transparent huge pages on the 2 MB-aligned
-// part of the range first makes that ~8 faults of 2 MB (measured: 16 MB in ~2-4 ms
-// instead of ~10). Only a hint: pages already there are left as they are, and a
-// range the kernel refuses (not anonymous memory) just keeps its small pages.
-void advise_huge_pages(float* out, int64_t floats) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t huge = uintptr_t{2} << 20;
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(out) + huge - 1) & ~(huge - 1);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(out + floats)) & ~(huge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
-#else
-  (void)out, (void)floats;
-#endif
-}
-
 }  // namespace
 
 void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape) {
@@ -401,8 +380,6 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
     gemm_small_m(out, a, b, s, pool && flops * s.batch >= k_parallel_flops);
     return;
   }
-
-  if (s.batch * s.m * s.n >= (int64_t{1} << 20)) advise_huge_pages(out, s.batch * s.m * s.n);
 
   const mat_view a_base = s.trans_a ? mat_view{a, 1, s.m} : mat_view{a, s.k, 1};
   const mat_view b_base = s.trans_b ? mat_view{b, 1, s.k} : mat_view{b, s.n, 1};
