@@ -45,8 +45,9 @@
 // ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
 // outside the kernel: output allocation and first-touch page faults (~2.5 us per
 // 4 KB page here; asking for huge pages on the output did not help cold calls),
-// cold caches, and the peers' threads still spinning when tessera's turn starts. Earlier measurements, not redone: generic path, 2
-// threads ~30-50 GFLOP/s; M = 1 (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
+// cold caches, and the peers' threads still spinning when tessera's turn starts.
+// Earlier measurements, not redone: generic path, 2 threads ~30-50 GFLOP/s; M = 1
+// (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"
 
 #include <algorithm>
