@@ -333,8 +333,10 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
       const int64_t n_pad = ceil_div(std::min(p.round_cols, n - j_lo), nr) * nr;
       const bool pack_a = jj == 0;                    // A rows change with ii only
       const bool pack_b = ii == 0 || p.rounds_j > 1;  // one column round: B packed once
-      const int64_t a_units = pack_a ? p.n_q * ceil_div(m_pad / mr, packed_plan::a_unit_slivers) : 0;
-      const int64_t b_units = pack_b ? p.n_q * ceil_div(n_pad / nr, packed_plan::b_unit_slivers) : 0;
+      const int64_t a_units =
+          pack_a ? p.n_q * ceil_div(m_pad / mr, packed_plan::a_unit_slivers) : 0;
+      const int64_t b_units =
+          pack_b ? p.n_q * ceil_div(n_pad / nr, packed_plan::b_unit_slivers) : 0;
       round_state& st = rs[rd];
       // The previous round's tiles are all done (waited below), so its buffers are free.
       for (;;) {
@@ -347,9 +349,11 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
         }
         st.packs_done.fetch_add(1, std::memory_order_release);
       }
-      spin_until([&] { return st.packs_done.load(std::memory_order_acquire) == a_units + b_units; });
+      spin_until(
+          [&] { return st.packs_done.load(std::memory_order_acquire) == a_units + b_units; });
 
-      const int64_t tiles = ceil_div(m_pad, p.mc) * ceil_div(std::min(p.round_cols, n - j_lo), p.tile_cols);
+      const int64_t tiles =
+          ceil_div(m_pad, p.mc) * ceil_div(std::min(p.round_cols, n - j_lo), p.tile_cols);
       tile_range* rr = ranges.data() + rd * p.members;
       int64_t t;
       while (rr[self].take_front(t)) {
