@@ -14,6 +14,7 @@
         "native/thread_pool.cc",
         "native/gemm.cc",
         "native/gemm_avx2.cc",
+        "native/gemm_packed.cc",
         "native/attention.cc",
         "native/attention_avx2.cc",
         "native/spmm.cc",

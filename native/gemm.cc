@@ -1,43 +1,53 @@
 // gemm: batched f32 GEMM, out[b] = op(A[b]) @ op(B[b]), row-major, overwrite.
 //
-// Algorithm (Goto/BLIS style):
-//   for jc in N by NC:                      B panel, KC x NC packed, shared (L3)
-//     for pc in K by KC:                    pack B panel in parallel (16-col slivers)
-//       parallel over (MC block, column range) tasks:
-//         pack A block MC x KC (thread-local, L2) as 6-row slivers
-//         for each 16-col B sliver (L1) x each 6-row A sliver: micro-kernel
-// The first KC block stores into C, later ones add, so C is never read before
-// it is written (NaN-poisoned outputs are fine) and, for a fixed KC, every
-// element is summed in the same order whatever the thread count or task split:
-// results are bit-identical across thread counts, task splits and tile edges.
-// transA/transB and batch strides are absorbed by the packing routines, which
+// Paths, by M (after folding a broadcast-B batch into M):
+//   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed whole
+//             (6-row / 16-col slivers per KC=256 block, cooperatively by all threads),
+//             then C tiles of ~120 rows x 64-256 cols, each swept KC block by KC block:
+//             per 16-col B sliver (L1) x each 6-row A sliver of the tile's A block
+//             (L2), one micro-kernel call. One parallel_for per call, no sleeping
+//             waits inside it (why: gemm_packed.cc).
+//   4 < M <= 192 (LLM linear at prefill / small batch): gemm_stream_b, one A block
+//             packed once for all of K, tasks over column chunks that pack their own B
+//             chunk (L2) per KC step, software-prefetching the next step's B rows
+//             (every row of B is another DRAM page, which hardware prefetchers do not
+//             cross). 2 threads: 16x4096x11008 ~40 ms, 128x4096x4096 ~65 ms.
+//   M <= 4 on AVX2 (decode-time GEMV) skips packing (gemm_avx2.cc): dot products
+//             along K when B is [N][K], row-axpy over K when B is [K][N]; B is streamed
+//             from memory once, in column chunks split over tasks.
+// The first KC block stores into C, later ones add, so C is never read before it is
+// written (NaN-poisoned outputs are fine). gemm_packed and gemm_stream_b run the same
+// micro-kernel over the same KC blocks in order, so an element's summation order
+// depends on nothing but K: results are bit-identical across thread counts, task
+// splits, tile edges and those two paths.
+// transA/transB and batch strides are absorbed by the packing routines (below), which
 // read either layout; padding rows/cols of a sliver are zero-filled.
 //
 // Layouts: A is [M][K] ([K][M] if transA), B is [K][N] ([N][K] if transB), out
-// [batch][M][N]; stride 0 broadcasts one matrix to every batch. When B is
-// broadcast and A is a dense non-transposed stack, the batch folds into M.
-// Small problems skip the pool; many small batches run one matrix per task.
-// 4 < M <= 192 (LLM linear at prefill / small batch): gemm_stream_b, one A block
-// packed once for all of K, tasks over column chunks that pack their own B chunk
-// (L2) per KC step, software-prefetching the next step's B rows (every row of B
-// is another DRAM page, which hardware prefetchers do not cross). Same kernel and
-// KC order as above, so results equal the panel path bit for bit. 2 threads, the
-// shared VM below: 16x4096x11008 ~110 -> ~40 ms, 128x4096x4096 ~100 -> ~65 ms.
-// M <= 4 (decode-time GEMV) on AVX2 skips packing entirely (gemm_avx2.cc): dot
-// products along K when B is [N][K], row-axpy over K when B is [K][N]; B is
-// streamed from memory exactly once, in column chunks that are split over tasks.
+// [batch][M][N]; stride 0 broadcasts one matrix to every batch. Small problems skip
+// the pool; many small batches run one matrix per task.
 //
-// Block sizes for Zen3/Skylake-class cores (32-48 KB L1d, 512 KB-1 MB L2): KC=256
-// (B sliver 16 KB), MC=120 (A block 120 KB), NC=2048 (B panel 2 MB).
-// Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc), 4x8 portable C++ (below, which
-// GCC vectorizes with baseline SSE2).
+// Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc: 12 ymm accumulators, 2 B loads + 6
+// broadcasts per 12 FMAs), 4x8 portable C++ (below, which GCC vectorizes with
+// baseline SSE2). Blocking for Zen3-class cores (32 KB L1d, 512 KB L2): B sliver
+// 16 KB (L1), A block 120 x 256 = 120 KB (L2).
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
-// Roofline: AVX2 FMA peak is 32 flop/cycle/core; the 6x16 kernel alone reaches
-// ~100 GFLOP/s/core in L1 on Zen3 (~3.2 GHz), i.e. near peak. matmulF32 square,
-// 2 threads, best of runs: Zen3 EPYC VM (shared, noisy) 512: 131, 1024: 151,
-// 2048: 157 GFLOP/s; idle Xeon VM pinned to 2 cores: 138 / 137 / 117 (1 thread:
-// 75 / 75 / 73). Generic path, 2 threads: ~30-50 GFLOP/s. M = 1 (4096 x 4096):
-// ~1.4 ms, i.e. ~45 GB/s of B, memory bound.
+// Roofline (2-core Zen3 EPYC VM shared with other jobs; 2.445 GHz nominal, so 157
+// GFLOP/s nominal peak = 2 x 2.445 GHz x 32 flop/cycle; the cores turbo to ~3.1 GHz,
+// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, in L1:
+// ~88-92 GFLOP/s per core (4x24 and other unrolls measured within noise of it).
+// gemm_f32 square, 2 threads, calls back to back on a reused output, idle machine:
+// 1024: best 164 (104% of nominal), mean ~130-150; 2048: best 170 (108%), mean
+// ~156 (pack phase 1.0 / 3 ms, the rest at ~80-84 GFLOP/s per core); the previous
+// driver (two parallel_fors per KC block) gave ~150-159 best in the same loop.
+// Through the JS API in the CPU benchmark (one cold call per round after the peers'
+// turns, fresh 4-16 MB output each call): 1024 ~77-84, 2048 ~115-123 GFLOP/s vs numpy
+// ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
+// outside the kernel: output allocation and first-touch page faults (~2.5 us per
+// 4 KB page here; asking for huge pages on the output did not help cold calls),
+// cold caches, and the peers' threads still spinning when tessera's turn starts.
+// Earlier measurements, not redone: generic path, 2 threads ~30-50 GFLOP/s; M = 1
+// (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"
 
 #include <algorithm>
@@ -52,18 +62,11 @@ namespace tessera {
 
 namespace {
 
-constexpr int64_t k_kc = 256;
-constexpr int64_t k_mc = 120;   // multiple of both mr (6 and 4)
-constexpr int64_t k_nc = 2048;  // multiple of both nr (16 and 8)
+constexpr int64_t k_kc = detail::k_gemm_kc;
 constexpr int k_max_mr = 8;
 constexpr int64_t k_stream_m = 192;  // m <= this: gemm_stream_b (A block fits L2)
 
-// Element (i, p) of A is at a[i * rs + p * cs]; likewise for B with (p, j).
-struct mat_view {
-  const float* p;
-  int64_t rs;
-  int64_t cs;
-};
+using mat_view = detail::gemm_view;
 
 class aligned_floats {
  public:
@@ -86,56 +89,8 @@ class aligned_floats {
   size_t cap_ = 0;
 };
 
-thread_local aligned_floats tls_a_block;
 thread_local aligned_floats tls_b_panel;
 thread_local aligned_floats tls_a_full;  // gemm_stream_b: A packed for all of K (caller)
-
-// dst[p * mr + ii] = A(i0 + ii, p0 + p), zero for ii >= rows.
-void pack_a_sliver(float* dst, const mat_view& a, int64_t i0, int rows, int64_t p0,
-                   int64_t kc, int mr) {
-  if (a.rs == 1) {  // transA: a column of A (fixed p) is contiguous in i
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = a.p + (p0 + p) * a.cs + i0;
-      float* d = dst + p * mr;
-      for (int ii = 0; ii < rows; ++ii) d[ii] = src[ii];
-      for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
-    }
-    return;
-  }
-  const float* row[k_max_mr];
-  for (int ii = 0; ii < rows; ++ii) row[ii] = a.p + (i0 + ii) * a.rs + p0 * a.cs;
-  for (int64_t p = 0; p < kc; ++p) {
-    float* d = dst + p * mr;
-    for (int ii = 0; ii < rows; ++ii) d[ii] = row[ii][p * a.cs];
-    for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
-  }
-}
-
-// dst[p * nr + jj] = B(p0 + p, j0 + jj), zero for jj >= cols.
-void pack_b_sliver(float* dst, const mat_view& b, int64_t j0, int cols, int64_t p0,
-                   int64_t kc, int nr) {
-  if (b.cs == 1) {  // B row-major [K][N]: a row of the sliver is contiguous
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = b.p + (p0 + p) * b.rs + j0;
-      float* d = dst + p * nr;
-      for (int jj = 0; jj < cols; ++jj) d[jj] = src[jj];
-      for (int jj = cols; jj < nr; ++jj) d[jj] = 0.0f;
-    }
-    return;
-  }
-  // transB [N][K]: walk each column (contiguous in p) in chunks so the nr source
-  // streams stay in L1 while the destination is written in order.
-  constexpr int64_t chunk = 64;
-  for (int64_t pb = 0; pb < kc; pb += chunk) {
-    const int64_t pe = std::min(kc, pb + chunk);
-    for (int jj = 0; jj < cols; ++jj) {
-      const float* src = b.p + (j0 + jj) * b.cs + (p0 + pb) * b.rs;
-      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = src[(p - pb) * b.rs];
-    }
-    for (int jj = cols; jj < nr; ++jj)
-      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = 0.0f;
-  }
-}
 
 // Row-major B, n_sl full slivers of NR columns: dst[s][p][jj] = src[p * ld + s * NR + jj].
 // Row by row, so each source row segment is one contiguous read.
@@ -159,6 +114,73 @@ void pack_b_rows(float* __restrict dst, const float* __restrict src, int64_t ld,
       for (int jj = 0; jj < NR; ++jj) d[s * kc * NR + jj] = row[s * NR + jj];
   }
 }
+
+}  // namespace
+
+namespace detail {
+
+// dst[p * mr + ii] = A(i0 + ii, p0 + p), zero for ii >= rows.
+void gemm_pack_a(float* dst, const gemm_view& a, int64_t i0, int rows, int64_t p0, int64_t kc,
+                 int mr) {
+  if (a.rs == 1) {  // transA: a column of A (fixed p) is contiguous in i
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = a.p + (p0 + p) * a.cs + i0;
+      float* d = dst + p * mr;
+      for (int ii = 0; ii < rows; ++ii) d[ii] = src[ii];
+      for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
+    }
+    return;
+  }
+  // mr 6 means the AVX2 kernel was selected, so AVX2 is there
+  if (a.cs == 1 && mr == 6 && rows == 6 &&
+      gemm_pack_a6_avx2(dst, a.p + i0 * a.rs + p0, a.rs, kc))
+    return;
+  const float* row[k_max_mr];
+  for (int ii = 0; ii < rows; ++ii) row[ii] = a.p + (i0 + ii) * a.rs + p0 * a.cs;
+  for (int64_t p = 0; p < kc; ++p) {
+    float* d = dst + p * mr;
+    for (int ii = 0; ii < rows; ++ii) d[ii] = row[ii][p * a.cs];
+    for (int ii = rows; ii < mr; ++ii) d[ii] = 0.0f;
+  }
+}
+
+// dst[p * nr + jj] = B(p0 + p, j0 + jj), zero for jj >= cols.
+void gemm_pack_b(float* dst, const gemm_view& b, int64_t j0, int cols, int64_t p0, int64_t kc,
+                 int nr) {
+  if (b.cs == 1) {  // B row-major [K][N]: a row of the sliver is contiguous
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = b.p + (p0 + p) * b.rs + j0;
+      float* d = dst + p * nr;
+      for (int jj = 0; jj < cols; ++jj) d[jj] = src[jj];
+      for (int jj = cols; jj < nr; ++jj) d[jj] = 0.0f;
+    }
+    return;
+  }
+  // transB [N][K]: walk each column (contiguous in p) in chunks so the nr source
+  // streams stay in L1 while the destination is written in order.
+  constexpr int64_t chunk = 64;
+  for (int64_t pb = 0; pb < kc; pb += chunk) {
+    const int64_t pe = std::min(kc, pb + chunk);
+    for (int jj = 0; jj < cols; ++jj) {
+      const float* src = b.p + (j0 + jj) * b.cs + (p0 + pb) * b.rs;
+      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = src[(p - pb) * b.rs];
+    }
+    for (int jj = cols; jj < nr; ++jj)
+      for (int64_t p = pb; p < pe; ++p) dst[p * nr + jj] = 0.0f;
+  }
+}
+
+void gemm_pack_b_rows(float* dst, const float* src, int64_t ld, int64_t kc, int64_t n_sl, int nr) {
+  if (nr == 16) {
+    pack_b_rows<16>(dst, src, ld, kc, n_sl);
+  } else {
+    pack_b_rows<8>(dst, src, ld, kc, n_sl);
+  }
+}
+
+}  // namespace detail
+
+namespace {
 
 // transB: the next sliver's cols rows of kc floats, one prefetch per cache line
 // (nr separate rows are more streams than the hardware prefetchers follow).
@@ -235,67 +257,6 @@ void run_tasks(bool parallel, int64_t n, F&& f) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// One matrix: c[m][n] = A @ B. `parallel` chooses pool vs calling thread only;
-// the arithmetic is the same either way.
-void gemm_one(float* c, const mat_view& a, const mat_view& b, int64_t m, int64_t n, int64_t k,
-              const detail::gemm_kernel_info& kern, bool parallel) {
-  const int mr = kern.mr;
-  const int nr = kern.nr;
-  const int64_t m_blocks = ceil_div(m, k_mc);
-  const int threads = parallel ? num_threads() : 1;
-  float* b_panel = tls_b_panel.get(static_cast<size_t>(k_kc * std::min(ceil_div(n, nr) * nr, k_nc)));
-
-  for (int64_t jc = 0; jc < n; jc += k_nc) {
-    const int64_t nc = std::min(k_nc, n - jc);
-    const int64_t n_slivers = ceil_div(nc, nr);
-    // Split columns only when there are too few row blocks to feed the pool;
-    // each extra split repacks the (small) A block once more.
-    const int64_t n_split =
-        std::clamp<int64_t>(ceil_div(4 * threads, m_blocks), 1, n_slivers);
-    const int64_t slivers_per_task = ceil_div(n_slivers, n_split);
-    const int64_t n_col_tasks = ceil_div(n_slivers, slivers_per_task);
-
-    for (int64_t pc = 0; pc < k; pc += k_kc) {
-      const int64_t kc = std::min(k_kc, k - pc);
-      const bool accumulate = pc > 0;
-
-      constexpr int64_t pack_group = 8;
-      run_tasks(parallel, ceil_div(n_slivers, pack_group), [&](int64_t g) {
-        const int64_t s_end = std::min(n_slivers, (g + 1) * pack_group);
-        for (int64_t s = g * pack_group; s < s_end; ++s) {
-          const int64_t j0 = jc + s * nr;
-          const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
-          pack_b_sliver(b_panel + s * kc * nr, b, j0, cols, pc, kc, nr);
-        }
-      });
-
-      run_tasks(parallel, m_blocks * n_col_tasks, [&](int64_t t) {
-        const int64_t ib = t / n_col_tasks;
-        const int64_t i0 = ib * k_mc;
-        const int64_t mc = std::min(k_mc, m - i0);
-        const int64_t m_slivers = ceil_div(mc, mr);
-        float* a_block = tls_a_block.get(static_cast<size_t>(k_mc * k_kc));
-        for (int64_t r = 0; r < m_slivers; ++r) {
-          const int rows = static_cast<int>(std::min<int64_t>(mr, mc - r * mr));
-          pack_a_sliver(a_block + r * kc * mr, a, i0 + r * mr, rows, pc, kc, mr);
-        }
-        const int64_t s_begin = (t % n_col_tasks) * slivers_per_task;
-        const int64_t s_end = std::min(n_slivers, s_begin + slivers_per_task);
-        for (int64_t s = s_begin; s < s_end; ++s) {
-          const int64_t j0 = jc + s * nr;
-          const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
-          const float* bp = b_panel + s * kc * nr;
-          for (int64_t r = 0; r < m_slivers; ++r) {
-            const int64_t i = i0 + r * mr;
-            const int rows = static_cast<int>(std::min<int64_t>(mr, m - i));
-            kern.kernel(kc, a_block + r * kc * mr, bp, c + i * n + j0, n, rows, cols, accumulate);
-          }
-        }
-      });
-    }
-  }
-}
-
 // Small/medium M (one A block, m <= k_stream_m): every B element is used by one
 // task only, so a shared packed B panel buys nothing and costs a round trip through
 // L3 plus two barriers per KC step. A is packed once for all of K; each task owns a
@@ -317,7 +278,7 @@ void gemm_stream_b(float* c, const mat_view& a, const mat_view& b, int64_t m, in
     const int64_t pc = ib * k_kc;
     const int64_t kc = std::min(k_kc, k - pc);
     const int rows = static_cast<int>(std::min<int64_t>(mr, m - r * mr));
-    pack_a_sliver(a_all + pc * m_slivers * mr + r * kc * mr, a, r * mr, rows, pc, kc, mr);
+    detail::gemm_pack_a(a_all + pc * m_slivers * mr + r * kc * mr, a, r * mr, rows, pc, kc, mr);
   });
   // Chunk width: C chunk (m x nb) plus packed B chunk (kc x nb) within ~112 KB,
   // next to the A block (m x kc) in L2; at least ~4 tasks per thread when N allows.
@@ -338,11 +299,7 @@ void gemm_stream_b(float* c, const mat_view& a, const mat_view& b, int64_t m, in
       const float* a_blk = a_all + pc * m_slivers * mr;
       if (b.cs == 1 && cols == n_sl * nr) {
         // row-major B: copy each row segment once (contiguous reads of nb floats)
-        if (nr == 16) {
-          pack_b_rows<16>(b_chunk, b.p + pc * b.rs + j0, b.rs, kc, n_sl);
-        } else {
-          pack_b_rows<8>(b_chunk, b.p + pc * b.rs + j0, b.rs, kc, n_sl);
-        }
+        detail::gemm_pack_b_rows(b_chunk, b.p + pc * b.rs + j0, b.rs, kc, n_sl, nr);
       } else {
         for (int64_t s = 0; s < n_sl; ++s) {
           const int sc = static_cast<int>(std::min<int64_t>(nr, cols - s * nr));
@@ -350,7 +307,7 @@ void gemm_stream_b(float* c, const mat_view& a, const mat_view& b, int64_t m, in
             const int next_cols = static_cast<int>(std::min<int64_t>(nr, cols - (s + 1) * nr));
             prefetch_b_cols(b, j0 + (s + 1) * nr, next_cols, pc, kc);
           }
-          pack_b_sliver(b_chunk + s * kc * nr, b, j0 + s * nr, sc, pc, kc, nr);
+          detail::gemm_pack_b(b_chunk + s * kc * nr, b, j0 + s * nr, sc, pc, kc, nr);
         }
       }
       const int64_t next_kc = std::min(k_kc, k - pc - kc);  // 0 on the last block
@@ -433,7 +390,7 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
     if (s.m <= k_stream_m) {
       gemm_stream_b(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
     } else {
-      gemm_one(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
+      detail::gemm_packed(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
     }
   };
   if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {

@@ -34,6 +34,35 @@ struct gemm_kernel_info {
 
 gemm_kernel_info gemm_kernel_avx2();  // 6 x 16, AVX2 + FMA
 
+// dst[p * 6 + ii] = src[ii * lda + p] for 6 full rows and p < kc (A sliver packing
+// for the 6x16 kernel). Returns false if not built for x86-64.
+bool gemm_pack_a6_avx2(float* dst, const float* src, int64_t lda, int64_t kc);
+
+// ---- shared by gemm.cc and gemm_packed.cc ----------------------------------------
+
+constexpr int64_t k_gemm_kc = 256;  // K block; every path sums an element's K blocks in order
+
+// Element (i, p) at p[i * rs + p * cs] (A as (i, p), B as (p, j)).
+struct gemm_view {
+  const float* p;
+  int64_t rs;
+  int64_t cs;
+};
+
+// Packing into micro-kernel slivers (gemm.cc): an A sliver is [kc][mr] (rows >= `rows`
+// zero), a B sliver [kc][nr] (cols >= `cols` zero). gemm_pack_b_rows: n_sl full
+// slivers of row-major B whose first row starts at src (row stride ld).
+void gemm_pack_a(float* dst, const gemm_view& a, int64_t i0, int rows, int64_t p0, int64_t kc,
+                 int mr);
+void gemm_pack_b(float* dst, const gemm_view& b, int64_t j0, int cols, int64_t p0, int64_t kc,
+                 int nr);
+void gemm_pack_b_rows(float* dst, const float* src, int64_t ld, int64_t kc, int64_t n_sl, int nr);
+
+// c[m][n] (row stride n) = A @ B for large M (gemm_packed.cc). `parallel`: the pool
+// joins in; results are the same bits either way.
+void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, int64_t n,
+                 int64_t k, const gemm_kernel_info& kern, bool parallel);
+
 constexpr int k_small_m = 4;  // m <= this takes the unpacked small-M path
 
 // Small-M (GEMV-like) AVX2 path, columns [j0, j1) of c (m rows, row stride n):

@@ -215,6 +215,49 @@ __attribute__((target("avx2,fma"))) void axpy_rows(float* c, int64_t ldc, const 
 
 gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
 
+// 8 columns at a time: the 6 rows (plus 2 zero rows) go through an 8x8 transpose and
+// each column's 6 values are stored with an 8-wide store whose last 2 lanes the next
+// column's store overwrites; the sliver's last column uses a masked store so nothing
+// is written past dst[kc * 6].
+__attribute__((target("avx2,fma"))) bool gemm_pack_a6_avx2(float* dst, const float* src,
+                                                           int64_t lda, int64_t kc) {
+  const __m256i six = tail_mask(6);
+  const __m256 z = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    const __m256 r0 = _mm256_loadu_ps(src + p);
+    const __m256 r1 = _mm256_loadu_ps(src + lda + p);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * lda + p);
+    const __m256 r3 = _mm256_loadu_ps(src + 3 * lda + p);
+    const __m256 r4 = _mm256_loadu_ps(src + 4 * lda + p);
+    const __m256 r5 = _mm256_loadu_ps(src + 5 * lda + p);
+    // 2x2 blocks of 4x4 transposes: t* interleave row pairs, u* gather 4-row columns
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xEE);
+    // column j (rows 0-3 from u*, rows 4-5 from the matching u4..u7 half)
+    const __m256 col[8] = {
+        _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+        _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+        _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+        _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    float* d = dst + p * 6;
+    for (int j = 0; j < 7; ++j) _mm256_storeu_ps(d + j * 6, col[j]);
+    if (p + 8 < kc) {
+      _mm256_storeu_ps(d + 42, col[7]);
+    } else {
+      _mm256_maskstore_ps(d + 42, six, col[7]);
+    }
+  }
+  for (; p < kc; ++p)
+    for (int ii = 0; ii < 6; ++ii) dst[p * 6 + ii] = src[ii * lda + p];
+  return true;
+}
+
 bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int m,
                        const float* b, int64_t n, int64_t k, bool trans_b, int64_t j0,
                        int64_t j1) {
@@ -246,6 +289,7 @@ bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int
 namespace tessera {
 namespace detail {
 gemm_kernel_info gemm_kernel_avx2() { return {0, 0, nullptr}; }
+bool gemm_pack_a6_avx2(float*, const float*, int64_t, int64_t) { return false; }
 bool gemm_small_m_avx2(float*, const float*, int64_t, int64_t, int, const float*, int64_t, int64_t,
                        bool, int64_t, int64_t) {
   return false;
