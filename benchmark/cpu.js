@@ -50,8 +50,8 @@ if (opts.only) {
 }
 
 const timing = opts.quick
-  ? { targetS: opts.targetS || 0.25, minReps: 2, maxReps: 20, capS: 60, slowS: 3 }
-  : { targetS: opts.targetS || 1, minReps: 3, maxReps: 30, capS: 60, slowS: 5 };
+  ? { targetS: opts.targetS || 0.25, minReps: 2, maxReps: 20, capS: 60, slowS: 3, burstS: 0.05, gapS: 0.12 }
+  : { targetS: opts.targetS || 1, minReps: 3, maxReps: 30, capS: 60, slowS: 5, burstS: 0.1, gapS: 0.15 };
 
 function stampNow() {
   const d = new Date();

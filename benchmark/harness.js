@@ -24,11 +24,14 @@ async function burst(r, n) {
  * Times several runners of one case interleaved, round by round, so that all of them see the same machine
  * (this VM's speed drifts by up to 2x over tens of seconds; back-to-back blocks would turn that drift into
  * fake ratios). Per runner: a warm-up call (a second one when the first was short) gives the estimate t;
- * a warm-up over capS skips that runner. Each round runs every runner for about the slowest runner's t
- * (a burst of round(t_max / t) calls, averaged); rounds = clamp(ceil(targetS / t_max), minReps, maxReps),
- * or 1 when t_max > slowS. Result per runner: median over rounds of the per-call time.
+ * a warm-up over capS skips that runner. Each round runs every runner for about b = max(t_max, burstS)
+ * (a burst of round(b / t) calls, averaged: steady-state calls, as in a loop that calls a kernel again and
+ * again, rather than one cold call per round); rounds = clamp(ceil(targetS / b), minReps, maxReps), or 1
+ * when t_max > slowS. Between two runners the harness idles gapS: BLAS libraries keep their worker threads
+ * spinning for a while after a call (OpenBLAS ~0.1 s), which would otherwise slow whichever runner comes
+ * next. Result per runner: median over rounds of the per-call time.
  */
-async function measureInterleaved(runners, { targetS, minReps, maxReps, capS, slowS }) {
+async function measureInterleaved(runners, { targetS, minReps, maxReps, capS, slowS, burstS = 0, gapS = 0 }) {
   const res = runners.map(() => ({}));
   const est = [];
   for (let i = 0; i < runners.length; i++) {
@@ -48,13 +51,15 @@ async function measureInterleaved(runners, { targetS, minReps, maxReps, capS, sl
   const active = runners.map((_, i) => i).filter((i) => est[i] !== undefined);
   if (!active.length) return res;
   const tMax = Math.max(0.02, ...active.map((i) => est[i]));
-  const rounds = tMax > slowS ? 1 : Math.max(minReps, Math.min(maxReps, Math.ceil(targetS / tMax)));
+  const burstLen = Math.max(tMax, burstS);
+  const rounds = tMax > slowS ? 1 : Math.max(minReps, Math.min(maxReps, Math.ceil(targetS / burstLen)));
   const samples = runners.map(() => []);
   const reps = runners.map(() => 0);
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < active.length; j++) {
       const i = active[(r + j) % active.length]; // rotate the order: nobody always runs first
-      const n = Math.max(1, Math.min(200, Math.round(tMax / Math.max(est[i], 1e-6))));
+      const n = Math.max(1, Math.min(200, Math.round(burstLen / Math.max(est[i], 1e-6))));
+      if (gapS > 0) await sleep(gapS * 1000);
       try {
         samples[i].push((await burst(runners[i], n)) / n);
         reps[i] += n;

@@ -71,7 +71,7 @@ function markdown(run) {
   } else {
     L.push(`- peak used for "% of peak": **nominal ${fmt(p.gflops)} GFLOP/s** = ${p.nominal.formula}${p.why ? `; not measured because ${p.why}` : ''}`);
   }
-  L.push(`- timing: tessera and its peers interleaved round by round (this VM's speed drifts), warm-up first, median of per-round means; ${run.timing.targetS} s per runner target, cap ${run.timing.capS} s per call`);
+  L.push(`- timing: tessera and its peers interleaved round by round (this VM's speed drifts), warm-up first, median of per-round means; each round a burst of back-to-back calls of ≥ ${run.timing.burstS || 0} s per runner, ${run.timing.gapS || 0} s idle between runners (other libraries' spinning BLAS threads settle); ${run.timing.targetS} s per runner target, cap ${run.timing.capS} s per call`);
   L.push('- ratio = peer time / tessera time (> 1: tessera faster); SpMM rates: useful 2·nnz·N (eff = dense-equivalent 2·M·K·N); Δ = ‖peer − tessera‖/‖tessera‖ on the same inputs', '');
   L.push('| kernel | shape | tessera (variant) | tessera GFLOP/s | peer | peer GFLOP/s | ratio | % of peak | target | pass/miss | Δ vs tessera | others\' CPU |');
   L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');

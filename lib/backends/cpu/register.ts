@@ -37,6 +37,18 @@ interface MatmulPlan {
   shape: number[];
 }
 
+/**
+ * A float32 output for a native kernel that overwrites every element (gemm, attention, spmm, qgemm: see their
+ * headers), without the zero fill of `new Float32Array(n)`: a fresh calloc'd buffer of a few MB costs a page
+ * fault per 4 KB page on the kernel's first write (~3 ms of a 14 ms 1024^3 GEMM on the 2-core VM), while
+ * malloc'd memory is reused from the heap across calls. Never handed out unwritten: a kernel that throws
+ * drops its output.
+ */
+function outBuffer(n: number): Float32Array {
+  const bytes = Buffer.allocUnsafeSlow(n * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+}
+
 function planMatmul(a: Tensor, b: Tensor, outShape: number[]): MatmulPlan {
   // 1-D operands as torch does: a [K] -> [1, K], b [K] -> [K, 1]; the output shape already drops them
   const A = a.ndim === 1 ? a.reshape(1, a.shape[0]) : a;
@@ -57,7 +69,7 @@ function planMatmul(a: Tensor, b: Tensor, outShape: number[]): MatmulPlan {
   const strideA = prod(ea.shape.slice(0, -2)) === 1 ? 0 : M * K;
   const strideB = prod(eb.shape.slice(0, -2)) === 1 ? 0 : K * N;
   for (const t of [A, Bt, ea, eb]) if (t !== a && t !== b) t.dispose();
-  const out = new Float32Array(batch * M * N);
+  const out = outBuffer(batch * M * N);
   // a shared weight with an untransposed A: one tall GEMM instead of `batch` small ones
   if (strideB === 0 && strideA !== 0 && !oa.trans) {
     return { args: [oa.data, ob.data, out, 1, batch * M, N, K, 0, 0, false, ob.trans], out, shape: outShape };
@@ -106,7 +118,7 @@ function spmmSupports(inputs: Tensor[], at: SpmmAttrs): true | string {
 
 /** The native spmm call, sync and async forms, into a new [M, N] float32 out; f16/bf16 values and B are widened here. */
 function spmmCall(nb: CpuBinding, inputs: Tensor[], at: SpmmAttrs): { out: Float32Array; run: () => void; runAsync: () => Promise<void> } {
-  const out = new Float32Array(at.M * at.N);
+  const out = outBuffer(at.M * at.N);
   const b = f32View(inputs[inputs.length - 1]);
   if (at.format === 'csr') {
     const [rowPtr, colIdx, values] = inputs;
@@ -189,7 +201,7 @@ export function registerCpuBackend(): void {
       const K = x.shape[x.ndim - 1];
       const N = w.shape[0];
       const M = x.size / K;
-      const out = new Float32Array(M * N);
+      const out = outBuffer(M * N);
       native('linear', () => nb.matmulF32(f32View(x), f32View(w), out, 1, M, N, K, 0, 0, false, true));
       if (b) {
         const bias = f32View(b);
@@ -212,12 +224,12 @@ export function registerCpuBackend(): void {
     variant: () => `flash_attention_f32_${info.simd}`,
     supports: attnSupports,
     run(inputs, at: AttnAttrs) {
-      const out = new Float32Array(at.B * at.Hq * at.Sq * at.Dv);
+      const out = outBuffer(at.B * at.Hq * at.Sq * at.Dv);
       native('attention', () => nb.attentionF32(...attnArgs(inputs, at, out)));
       return fromOut({ data: out, shape: [at.B, at.Hq, at.Sq, at.Dv] }, at.outDtype);
     },
     async runAsync(inputs, at: AttnAttrs) {
-      const out = new Float32Array(at.B * at.Hq * at.Sq * at.Dv);
+      const out = outBuffer(at.B * at.Hq * at.Sq * at.Dv);
       try {
         await nb.attentionF32Async(...attnArgs(inputs, at, out));
       } catch (e) {
@@ -261,12 +273,12 @@ export function registerCpuBackend(): void {
         return true;
       },
       run(inputs, at: QAttrs) {
-        const out = new Float32Array(at.M * at.N);
+        const out = outBuffer(at.M * at.N);
         native('qmatmul', () => nb.qgemm(...qgemmArgs(nb, inputs, at, out)));
         return fromOut({ data: out, shape: at.outShape }, at.outDtype);
       },
       async runAsync(inputs, at: QAttrs) {
-        const out = new Float32Array(at.M * at.N);
+        const out = outBuffer(at.M * at.N);
         try {
           await nb.qgemmAsync(...qgemmArgs(nb, inputs, at, out));
         } catch (e) {
