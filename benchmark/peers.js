@@ -26,9 +26,8 @@ const sessionOptions = (threads) => ({
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
-  // ORT's pool threads otherwise keep spinning after each run and steal the 2 cores from the runner timed
-  // next in the interleaved rounds (measured: it cut tessera's int4 GEMV from 41 to 24 GFLOP/s)
-  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  // ORT's defaults otherwise (its pool threads spin between runs, which helps its back-to-back calls); the
+  // harness idles between runners so that the spinning does not slow the runner timed next
 });
 
 async function session(modelBytes, feeds, threads, outName) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -22,6 +23,7 @@ struct job {
   int max_helpers;                // workers allowed in besides the caller
   std::atomic<int64_t> next{0};   // next unclaimed task index
   int helpers_inside = 0;         // guarded by pool::mu
+  std::atomic<int> helpers_busy{0};  // the same count, readable without the lock (the caller's spin)
   std::exception_ptr error;       // first error; guarded by error_mu
   std::mutex error_mu;
 
@@ -41,6 +43,32 @@ struct job {
     }
   }
 };
+
+// How long a thread that ran out of work spins (yielding the core to nothing else but its sibling
+// hyperthread via pause) before it sleeps on a condition variable: a sleeping worker on a VM can take
+// a millisecond or more to wake, longer than many whole kernels, while kernels often come in quick
+// succession (the layers of a model, the K blocks of a GEMM). Short enough that an idle process costs
+// nothing measurable.
+constexpr auto k_spin = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until ready() or k_spin has passed; true when ready.
+template <class Ready>
+bool spin_until(Ready ready) {
+  const auto end = std::chrono::steady_clock::now() + k_spin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return false;
+  }
+}
 
 int initial_threads() {
   int n = static_cast<int>(std::thread::hardware_concurrency());
@@ -74,10 +102,17 @@ class pool {
       j.max_helpers = std::min(target_ - 1, n_workers_);
       if (j.max_helpers > 0) jobs_.push_back(&j);
     }
-    if (j.max_helpers > 0) work_cv_.notify_all();
+    if (j.max_helpers > 0) {
+      posted_.fetch_add(1, std::memory_order_release);
+      work_cv_.notify_all();
+    }
     j.run_tasks();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      remove_locked(&j);  // no new helper enters from here on
+    }
+    spin_until([&] { return j.helpers_busy.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lock(mu_);
-    remove_locked(&j);
     done_cv_.wait(lock, [&] { return j.helpers_inside == 0; });
   }
 
@@ -114,12 +149,21 @@ class pool {
   void worker_loop() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      job* j = nullptr;
-      work_cv_.wait(lock, [&] { return (j = pick_locked()) != nullptr; });
+      job* j = pick_locked();
+      if (j == nullptr) {
+        // out of work: spin a little for the next job before sleeping
+        const uint64_t seen = posted_.load(std::memory_order_acquire);
+        lock.unlock();
+        spin_until([&] { return posted_.load(std::memory_order_acquire) != seen; });
+        lock.lock();
+        work_cv_.wait(lock, [&] { return (j = pick_locked()) != nullptr; });
+      }
       ++j->helpers_inside;
+      j->helpers_busy.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
       j->run_tasks();
       lock.lock();
+      j->helpers_busy.fetch_sub(1, std::memory_order_release);
       if (--j->helpers_inside == 0) done_cv_.notify_all();
     }
   }
@@ -128,6 +172,7 @@ class pool {
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   std::vector<job*> jobs_;
+  std::atomic<uint64_t> posted_{0};  // jobs published so far (the workers' spin watches it)
   int n_workers_ = 0;
   int target_;
 };

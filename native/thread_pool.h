@@ -7,6 +7,9 @@
 // threads running async ops) and nested calls never deadlock; at most
 // num_threads() threads (caller included) work on one job.
 //
+// A thread out of work spins ~200 us (pause) before sleeping, so kernels that follow
+// each other quickly do not pay a sleeping thread's wake-up (up to ~1 ms on a VM).
+//
 // Size: hardware_concurrency, overridden by env TESSERA_NUM_THREADS, changed at
 // run time by set_num_threads. Workers are spawned lazily and never retired;
 // shrinking only lowers the per-job limit. The pool is intentionally leaked at
