@@ -141,6 +141,173 @@ TESSERA_AVX2 void q8_tile_t(const q8_tile& t) {
   }
 }
 
+// ---- int8, int16 form (6 rows x 1 block) ----------------------------------------------------
+// Activations as int16, the tile's 6 rows interleaved by k-quad (one stream); per k-quad the 32 weight bytes of a block are sign-extended in two
+// halves (vpmovsxbw: columns 0-3 and 4-7, each 4 k as int16), and per row the quad's 4 int16
+// activations are broadcast as one 64-bit lane. vpmaddwd then gives int32 lanes (column, k pair):
+// two exact products summed, |lane| <= 2 * 127 * 128 per quad. Registers: row r accumulates in
+// ymm(2r) / ymm(2r+1), weights ymm12 / ymm13, broadcast ymm14, product ymm15 (all 16 in use, so
+// the loop is written out in asm: GCC otherwise spills accumulators).
+
+#define TESSERA_Q8W_ROW(OFF, C0, C1)             \
+  "vpbroadcastq " OFF "(%[x]), %%ymm14\n\t"      \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"       \
+  "vpaddd %%ymm15, %%ymm" C0 ", %%ymm" C0 "\n\t" \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"       \
+  "vpaddd %%ymm15, %%ymm" C1 ", %%ymm" C1 "\n\t"
+// One k-quad at weight byte offset W and panel byte offset X (a literal: X + 8r for row r).
+#define TESSERA_Q8W_QUAD(W, X0, X1, X2, X3, X4, X5, ROWS) \
+  "vpmovsxbw " W "(%[w]), %%ymm12\n\t"                    \
+  "vpmovsxbw " W "+16(%[w]), %%ymm13\n\t" ROWS(X0, X1, X2, X3, X4, X5)
+#define TESSERA_Q8W_ROWS1(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X0, "0", "1")
+#define TESSERA_Q8W_ROWS2(X0, X1, X2, X3, X4, X5) \
+  TESSERA_Q8W_ROWS1(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X1, "2", "3")
+#define TESSERA_Q8W_ROWS3(X0, X1, X2, X3, X4, X5) \
+  TESSERA_Q8W_ROWS2(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X2, "4", "5")
+#define TESSERA_Q8W_ROWS4(X0, X1, X2, X3, X4, X5) \
+  TESSERA_Q8W_ROWS3(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X3, "6", "7")
+#define TESSERA_Q8W_ROWS5(X0, X1, X2, X3, X4, X5) \
+  TESSERA_Q8W_ROWS4(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X4, "8", "9")
+#define TESSERA_Q8W_ROWS6(X0, X1, X2, X3, X4, X5) \
+  TESSERA_Q8W_ROWS5(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X5, "10", "11")
+// Zeroes the accumulators, runs n2 double quads then one more quad if odd, stores to acc.
+#define TESSERA_Q8W_LOOP(ROWS)                                                                   \
+  __asm__ volatile(                                                                              \
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"                                                         \
+      "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"                                                         \
+      "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"                                                         \
+      "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"                                                         \
+      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"                                                         \
+      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"                                                         \
+      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"                                                         \
+      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"                                                         \
+      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"                                                         \
+      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"                                                         \
+      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"                                                      \
+      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"                                                      \
+      "test %[n2], %[n2]\n\t"                                                                    \
+      "jz 2f\n\t"                                                                                \
+      ".p2align 4\n"                                                                             \
+      "1:\n\t" TESSERA_Q8W_QUAD("0", "0", "8", "16", "24", "32", "40", ROWS)                     \
+          TESSERA_Q8W_QUAD("32", "48", "56", "64", "72", "80", "88", ROWS)                       \
+      "add $64, %[w]\n\t"                                                                        \
+      "add $96, %[x]\n\t"                                                                        \
+      "dec %[n2]\n\t"                                                                            \
+      "jnz 1b\n"                                                                                 \
+      "2:\n\t"                                                                                   \
+      "test %[odd], %[odd]\n\t"                                                                  \
+      "jz 3f\n\t" TESSERA_Q8W_QUAD("0", "0", "8", "16", "24", "32", "40", ROWS)                  \
+      "3:\n\t"                                                                                   \
+      "vmovdqu %%ymm0, (%[o])\n\t"                                                               \
+      "vmovdqu %%ymm1, 32(%[o])\n\t"                                                             \
+      "vmovdqu %%ymm2, 64(%[o])\n\t"                                                             \
+      "vmovdqu %%ymm3, 96(%[o])\n\t"                                                             \
+      "vmovdqu %%ymm4, 128(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm5, 160(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm6, 192(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm7, 224(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm8, 256(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm9, 288(%[o])\n\t"                                                            \
+      "vmovdqu %%ymm10, 320(%[o])\n\t"                                                           \
+      "vmovdqu %%ymm11, 352(%[o])\n\t"                                                           \
+      : [w] "+r"(w), [x] "+r"(x), [n2] "+r"(n2)                                                  \
+      : [odd] "r"(odd), [o] "r"(acc)                                                             \
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc")
+
+// acc[2r + h][8] = int32 lanes of row r over nq >= 1 quads from x (a k-quad interleaved panel:
+// [quad][6 rows][4] int16) and w (one block).
+template <int MR>
+TESSERA_AVX2_INLINE void q8w_run(int32_t (&acc)[12][8], const int16_t* x, const int8_t* w,
+                                 int64_t nq) {
+  int64_t n2 = nq / 2;
+  const int64_t odd = nq & 1;
+  if constexpr (MR == 1) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS1);
+  if constexpr (MR == 2) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS2);
+  if constexpr (MR == 3) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS3);
+  if constexpr (MR == 4) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS4);
+  if constexpr (MR == 5) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS5);
+  if constexpr (MR == 6) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS6);
+}
+
+// Row r's 8 column sums: (column, k pair) lanes added pairwise, back in column order.
+TESSERA_AVX2_INLINE __m256i q8w_row_sums(const int32_t (&acc)[12][8], int r) {
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc[2 * r]));
+  const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc[2 * r + 1]));
+  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);  // [c0 c1 c4 c5|c2 c3 c6 c7]
+}
+
+template <int MR>
+TESSERA_AVX2 void q8w_tile_t(const q8_tile& t) {
+  __m256d d[MR][2];
+  for (int r = 0; r < MR; ++r) d[r][0] = d[r][1] = _mm256_setzero_pd();
+  const int8_t* w8 = reinterpret_cast<const int8_t*>(t.b.w);
+  alignas(32) int32_t acc[12][8];
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    const int64_t p0 = t.b.gp[g];
+    const int64_t nq = (t.b.gp[g + 1] - p0) / 4;
+    const __m256 sc = _mm256_loadu_ps(t.b.scales + g * 8);
+    const __m256d s_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(sc));
+    const __m256d s_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(sc, 1));
+    if (nq <= k_q8_max_quads) {
+      __m256i sums[MR];
+      if (nq > 0) {
+        q8w_run<MR>(acc, t.xw + p0 / 4 * k_q8w_panel, w8 + p0 * 8, nq);
+        for (int r = 0; r < MR; ++r) sums[r] = q8w_row_sums(acc, r);
+      } else {
+        for (int r = 0; r < MR; ++r) sums[r] = _mm256_setzero_si256();
+      }
+      // d += (acc * sx) * scale in double, the products rounded on their own (no FMA).
+      for (int r = 0; r < MR; ++r) {
+        const __m256d sxv = _mm256_set1_pd(t.sx[r]);
+        __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(sums[r]));
+        __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(sums[r], 1));
+        lo = rounded(_mm256_mul_pd(_mm256_mul_pd(lo, sxv), s_lo));
+        hi = rounded(_mm256_mul_pd(_mm256_mul_pd(hi, sxv), s_hi));
+        d[r][0] = _mm256_add_pd(d[r][0], lo);
+        d[r][1] = _mm256_add_pd(d[r][1], hi);
+      }
+      continue;
+    }
+    // A group longer than one int32 run: exact int64 sums of runs, then the same epilogue.
+    int64_t wide[MR][8] = {};
+    for (int64_t q0 = 0; q0 < nq; q0 += k_q8_max_quads) {
+      const int64_t n = std::min(k_q8_max_quads, nq - q0);
+      q8w_run<MR>(acc, t.xw + (p0 / 4 + q0) * k_q8w_panel, w8 + (p0 + q0 * 4) * 8, n);
+      for (int r = 0; r < MR; ++r) {
+        alignas(32) int32_t lane[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lane), q8w_row_sums(acc, r));
+        for (int c = 0; c < 8; ++c) wide[r][c] += lane[c];
+      }
+    }
+    alignas(32) double sl[8];
+    _mm256_store_pd(sl, s_lo);
+    _mm256_store_pd(sl + 4, s_hi);
+    for (int r = 0; r < MR; ++r) {
+      alignas(32) double dv[8];
+      _mm256_store_pd(dv, d[r][0]);
+      _mm256_store_pd(dv + 4, d[r][1]);
+      for (int c = 0; c < 8; ++c) {
+        const double prod = static_cast<double>(wide[r][c]) * t.sx[r];
+        dv[c] += rounded(prod * sl[c]);
+      }
+      d[r][0] = _mm256_load_pd(dv);
+      d[r][1] = _mm256_load_pd(dv + 4);
+    }
+  }
+  for (int r = 0; r < t.rows; ++r) {
+    const __m256 v = _mm256_set_m128(_mm256_cvtpd_ps(d[r][1]), _mm256_cvtpd_ps(d[r][0]));
+    float* o = t.out + r * t.ldo;
+    if (t.cols == 8) {
+      _mm256_storeu_ps(o, v);
+    } else {
+      alignas(32) float buf[8];
+      _mm256_store_ps(buf, v);
+      for (int c = 0; c < t.cols; ++c) o[c] = buf[c];
+    }
+  }
+}
+
 // ---- weight-only --------------------------------------------------------------------------
 
 // A single row has too few FMA chains to hide the FMA latency: it alternates two accumulator
@@ -267,6 +434,59 @@ TESSERA_AVX2 void int4_tile_t(const wo_tile& t) {
   wo_store<MR, NV>(t, tile);
 }
 
+// Signed int4 on activations pre-scaled by 2^-28 (the driver's x' = x * 2^-28, exact: it checks
+// that no nonzero |x| falls below 2^-98): nibble i moved to the top of its lane and masked,
+// (w << (28 - 4i)) & 0xF0000000, is q * 2^28 as an int32, so cvtdq2ps gives q * 2^28 exactly and
+// x' * (q * 2^28) = x * q: the same products, FMAs and rounding as the srai decode, with the
+// arithmetic shift traded for an AND, which Zen 3 issues on more pipes (nibble 7 needs no shift).
+template <int I>
+TESSERA_AVX2_INLINE __m256 int4s_code(__m256i w, __m256i mask) {
+  const __m256i t = I == 7 ? w : _mm256_slli_epi32(w, 28 - 4 * I);
+  return _mm256_cvtepi32_ps(_mm256_and_si256(t, mask));
+}
+
+template <int MR, int NV, int I>
+TESSERA_AVX2_INLINE void int4s_k(__m256 (&acc)[MR][NV], const __m256i (&wv)[NV], __m256i mask,
+                                 const float* x, int64_t ldx) {
+  __m256 xb[MR];
+  for (int r = 0; r < MR; ++r) xb[r] = _mm256_broadcast_ss(x + r * ldx + I);
+  for (int v = 0; v < NV; ++v) {
+    const __m256 f = int4s_code<I>(wv[v], mask);
+    for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_fmadd_ps(xb[r], f, acc[r][v]);
+  }
+}
+
+template <int MR, int NV, int... I>
+TESSERA_AVX2_INLINE void int4s_unit(__m256 (&acc)[MR][NV], const __m256i (&wv)[NV], __m256i mask,
+                                    const float* x, int64_t ldx, std::integer_sequence<int, I...>) {
+  (int4s_k<MR, NV, I>(acc, wv, mask, x, ldx), ...);
+}
+
+template <int MR, int NV>
+TESSERA_AVX2 void int4s_tile_t(const wo_tile& t) {
+  __m256 tile[MR][NV], acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) tile[r][v] = acc[r][v] = _mm256_setzero_ps();
+  const __m256i mask = _mm256_set1_epi32(static_cast<int32_t>(0xF0000000u));
+  const int64_t bs = t.b.kp * 4;
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    for (int64_t u = t.b.gp[g] / 8; u < t.b.gp[g + 1] / 8; ++u) {
+      __m256i wv[NV];
+      for (int v = 0; v < NV; ++v)
+        wv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.b.w + v * bs + u * 32));
+      int4s_unit<MR, NV>(acc, wv, mask, t.x + u * 8, t.ldx, std::make_integer_sequence<int, 8>{});
+    }
+    for (int v = 0; v < NV; ++v) {
+      const __m256 sv = _mm256_loadu_ps(t.b.scales + v * t.b.lds + g * 8);
+      for (int r = 0; r < MR; ++r) {
+        tile[r][v] = _mm256_fmadd_ps(acc[r][v], sv, tile[r][v]);
+        acc[r][v] = _mm256_setzero_ps();
+      }
+    }
+  }
+  wo_store<MR, NV>(t, tile);
+}
+
 template <int MR, int NV>
 TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
   __m256 tile[MR][NV], acc[k_sets<MR>][MR][NV];
@@ -291,6 +511,19 @@ TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
 }  // namespace
 
 bool q8_tile_avx2(const q8_tile& t) {
+  if (t.xw != nullptr) {
+    if (t.nv != 1) return false;
+    switch (t.rows) {
+      case 1: q8w_tile_t<1>(t); break;
+      case 2: q8w_tile_t<2>(t); break;
+      case 3: q8w_tile_t<3>(t); break;
+      case 4: q8w_tile_t<4>(t); break;
+      case 5: q8w_tile_t<5>(t); break;
+      case 6: q8w_tile_t<6>(t); break;
+      default: return false;
+    }
+    return true;
+  }
   switch (t.rows * 8 + t.nv) {
     case 8 + 1: q8_tile_t<1, 1>(t); break;
     case 8 + 2: q8_tile_t<1, 2>(t); break;
@@ -323,6 +556,25 @@ bool int4_dispatch(const wo_tile& t) {
     case 24 + 2: int4_tile_t<3, 2, ZP>(t); break;
     case 32 + 1: int4_tile_t<4, 1, ZP>(t); break;
     case 32 + 2: int4_tile_t<4, 2, ZP>(t); break;
+    default: return false;
+  }
+  return true;
+}
+
+bool int4s_tile_avx2(const wo_tile& t) {
+  switch (t.rows * 8 + t.nv) {
+    case 8 + 1: int4s_tile_t<1, 1>(t); break;
+    case 8 + 2: int4s_tile_t<1, 2>(t); break;
+    case 8 + 3: int4s_tile_t<1, 3>(t); break;
+    case 8 + 4: int4s_tile_t<1, 4>(t); break;
+    case 16 + 1: int4s_tile_t<2, 1>(t); break;
+    case 16 + 2: int4s_tile_t<2, 2>(t); break;
+    case 16 + 3: int4s_tile_t<2, 3>(t); break;
+    case 16 + 4: int4s_tile_t<2, 4>(t); break;
+    case 24 + 1: int4s_tile_t<3, 1>(t); break;
+    case 24 + 2: int4s_tile_t<3, 2>(t); break;
+    case 32 + 1: int4s_tile_t<4, 1>(t); break;
+    case 32 + 2: int4s_tile_t<4, 2>(t); break;
     default: return false;
   }
   return true;
@@ -410,6 +662,31 @@ TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, doubl
   return true;
 }
 
+TESSERA_AVX2 bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx) {
+  const __m256d s = _mm256_set1_pd(sx);
+  const __m256d lo = _mm256_set1_pd(-127.0);
+  const __m256d hi = _mm256_set1_pd(127.0);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    __m256d a = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s);
+    __m256d b = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s);
+    a = _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    b = _mm256_round_pd(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    a = _mm256_min_pd(_mm256_max_pd(a, lo), hi);
+    b = _mm256_min_pd(_mm256_max_pd(b, lo), hi);
+    const __m128i w16 = _mm_packs_epi32(_mm256_cvtpd_epi32(a), _mm256_cvtpd_epi32(b));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + i), w16);
+  }
+  for (; i < n; ++i) {
+    __m128d v = _mm_set_sd(static_cast<double>(x[i]) / sx);
+    v = _mm_round_sd(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const double q = std::min(std::max(_mm_cvtsd_f64(v), -127.0), 127.0);
+    xq[i] = static_cast<int16_t>(q);
+  }
+  return true;
+}
+
 TESSERA_AVX2 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   const __m256 inf = _mm256_set1_ps(__builtin_inff());
@@ -453,9 +730,11 @@ namespace tessera {
 namespace detail {
 bool q8_tile_avx2(const q8_tile&) { return false; }
 bool int4_tile_avx2(const wo_tile&, bool) { return false; }
+bool int4s_tile_avx2(const wo_tile&) { return false; }
 bool fp8_tile_avx2(const wo_tile&) { return false; }
 bool dequant_panel_avx2(float*, const wo_panel&, int64_t, int64_t) { return false; }
 bool quantize_row_avx2(int8_t*, const float*, int64_t, double) { return false; }
+bool quantize_row16_avx2(int16_t*, const float*, int64_t, double) { return false; }
 bool maxabs_avx2(const float*, int64_t, float*, bool*) { return false; }
 }  // namespace detail
 }  // namespace tessera
