@@ -18,19 +18,27 @@
 // nibbles (int4/uint4, k ascending from the low nibble). Pads are zero codes with zero
 // activations, so they add exactly 0. Scales (and zero points) are [N/8][G][8]: one stream per block.
 //
-// Kernels (qgemm_avx2.cc; portable scalar versions below for TESSERA_SIMD=generic):
-//   int8: the sign trick without VNNI: vpmaddubsw(|w| as u8, sign(x, w)) then vpmaddwd with ones.
-//         |x| <= 127 and |w| <= 128 keep each int16 pair sum <= 32512: no saturation, exact.
-//         Tiles of 1..4 rows x 2..4 blocks keep the int32 accumulators in registers.
-//   int4: a 32-bit lane holds 8 k of one column: slli + srai (srli + zero point for uint4)
-//         + cvtdq2ps per k; fp8: slli + srai + and + mul by 2^120 (exact, subnormals included).
+// Kernels (qgemm_int8_avx2.cc, qgemm_avx2.cc; portable scalar versions below for
+// TESSERA_SIMD=generic):
+//   int8, M > 4: activations quantized to int16 and interleaved per 6-row panel; vpmaddwd tiles of
+//         6 rows x 8 columns (exact, no saturation possible). One parallel phase: tasks are row
+//         blocks (panels within ~192 KB of L2) x column ranges, ~32 per thread; a row block is
+//         quantized by the first tasks that need it (rows claimed one at a time), so quantizing
+//         overlaps the GEMM and no second fork-join is paid.
+//   int8, M <= 4: the sign trick without VNNI, vpmaddubsw(|w| as u8, sign(x, w)) then vpmaddwd
+//         with ones, on int8 activations; tiles of 1..4 rows x 2..4 blocks, split by columns.
+//   int4: a 32-bit lane holds 8 k of one column; signed int4 at M <= 4 decodes q * 2^28 with
+//         slli + and against activations pre-scaled by 2^-28 (exact), otherwise slli + srai (srli
+//         + zero point for uint4), then cvtdq2ps; fp8: slli + srai + and + mul by 2^120.
 // M=1 streams the packed weights exactly once (4096x4096 int4 g32: 8 MB + 2 MB of scales),
 // split over threads by column blocks. Every output element is computed by one task in a fixed
 // order, so results are independent of the thread count and the task split.
-// Measured (2-core Zen3 EPYC VM at 2.45 GHz, 2 threads, quiet): 4096^2 int4 g32 GEMV 0.85 ms =
-// 40 GFLOP/s (op-bound at ~4 ops per 8 MACs; fp32 GEMV 2.5-3.5 ms is DRAM-bound), int8 W8A8
-// 130-150 GOP/s at 2048^3 (~60% of 2 x 32 MAC/cycle), fp8 GEMV ~32 GFLOP/s. fp8 weights rich in
-// e4m3 subnormal codes decode slower: the 2^120 multiply then sees denormal inputs.
+// Measured (2-core Zen 3 EPYC VM, ~3.2 GHz, shared with other jobs; best of interleaved runs):
+// int8 W8A8 2048^3 1 thread 147 GOP/s (22.9 MAC/cycle), 2 threads 222-239 GOP/s (~1.2x the
+// previous sign-trick driver in the same runs), 16x4096^2 272, 128x4096^2 263; int4 g32 GEMV
+// 4096^2 0.46 ms = 73 GFLOP/s on 2 threads (~23 GB/s of weights + scales: DRAM speed; the decode
+// bound is ~0.40 ms), fp8 GEMV ~32 GFLOP/s. Kernel-level rooflines are in the kernel files. fp8
+// weights rich in e4m3 subnormal codes decode slower: the 2^120 multiply sees denormal inputs.
 #include "qgemm.h"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // qgemm: low-precision matmul out[M][N] = x[M][K] @ dequant(W[K][N]) on prepacked weights.
 // Formats and the arithmetic to reproduce: lib/backends/js/quant.ts (qmatmulRef). Algorithm,
-// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_avx2.cc.
+// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_int8_avx2.cc, qgemm_avx2.cc.
 #pragma once
 
 #include <cstdint>
@@ -97,7 +97,8 @@ constexpr int64_t k_q8_max_quads = 16384;
 constexpr int64_t k_q8w_rows = 6;                   // rows of an int16 activation panel
 constexpr int64_t k_q8w_panel = 4 * k_q8w_rows;     // int16 per k-quad of a panel
 
-// AVX2 kernels (qgemm_avx2.cc); return false when not built for x86-64 (never called then).
+// AVX2 kernels (int8: qgemm_int8_avx2.cc, weight-only: qgemm_avx2.cc); return false when not
+// built for x86-64 (never called then).
 bool q8_tile_avx2(const q8_tile& t);
 bool int4_tile_avx2(const wo_tile& t, bool has_zeros);
 // Signed int4 with t.x holding x * 2^-28 (exact: no nonzero |x| below 2^-98); same results.
