@@ -50,6 +50,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu_features.h"
@@ -581,7 +582,11 @@ void run_int8_wide(float* out, const void* x, qgemm_act act, int64_t m, const qg
         bad[r] = !quantize_panel_row(xw, &sx[r], x, act, r, p, avx2);
         st.done.fetch_add(1, std::memory_order_release);
       }
-      while (st.done.load(std::memory_order_acquire) < rows) cpu_relax();
+      // Yield now and then: with more threads than cores the claimer may be waiting for this core.
+      for (int spins = 1; st.done.load(std::memory_order_acquire) < rows; ++spins) {
+        cpu_relax();
+        if (spins % 256 == 0) std::this_thread::yield();
+      }
     }
     const int64_t b_begin = (t / n_rb) * blocks_per_task;
     const int64_t b_end = std::min(p.nblocks, b_begin + blocks_per_task);
