@@ -520,7 +520,8 @@ void int8_w_region(float* out, const int16_t* xw, const double* sx, int64_t r_be
     const detail::block_view view = view_at(p, b);
     for (int64_t r = r_begin; r < r_end; r += mr) {
       detail::q8_tile tile{view, nullptr, xw + r * p.kp, 0, sx + r, out + r * p.n + b * 8, p.n,
-                           static_cast<int>(std::min<int64_t>(mr, r_end - r)), 1, cols};
+                           static_cast<int>(std::min<int64_t>(mr, r_end - r)), 1, cols,
+                           r == r_begin};
       if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
     }
   }
@@ -614,7 +615,7 @@ void run_int8_small(float* out, const void* x, qgemm_act act, int64_t m, const q
       const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
       const int cols = static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8));
       const detail::q8_tile tile{view_at(p, b), xq.get(), nullptr, kp, sx, out + b * 8, p.n,
-                                 static_cast<int>(m), nvb, cols};
+                                 static_cast<int>(m), nvb, cols, false};
       if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
     }
   });

@@ -73,6 +73,7 @@ struct q8_tile {        // int8 W8A8
   float* out;
   int64_t ldo;
   int rows, nv, cols;
+  bool prefetch;        // int16 kernel: prefetch the weights ahead (their first pass: L3 / DRAM)
 };
 
 struct wo_tile {        // weight-only int4 / uint4 / fp8 (dequantized in registers)
