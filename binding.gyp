@@ -20,7 +20,8 @@
         "native/spmm.cc",
         "native/spmm_avx2.cc",
         "native/qgemm.cc",
-        "native/qgemm_avx2.cc"
+        "native/qgemm_avx2.cc",
+        "native/qgemm_int8_avx2.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

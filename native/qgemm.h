@@ -1,6 +1,6 @@
 // qgemm: low-precision matmul out[M][N] = x[M][K] @ dequant(W[K][N]) on prepacked weights.
 // Formats and the arithmetic to reproduce: lib/backends/js/quant.ts (qmatmulRef). Algorithm,
-// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_avx2.cc.
+// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_int8_avx2.cc, qgemm_avx2.cc.
 #pragma once
 
 #include <cstdint>
@@ -65,12 +65,15 @@ struct block_view {
 // One tile: `rows` (1..4) rows x `nv` blocks, over all groups; out[r][c] for c < cols stored.
 struct q8_tile {        // int8 W8A8
   block_view b;
-  const int8_t* xq;     // rows [rows][ldx] of quantized activations, padded like the weights
-  int64_t ldx;
+  const int8_t* xq;     // rows [rows][ldx] of quantized activations, padded like the weights, or
+  const int16_t* xw;    //   the same codes as int16 in a panel [kp/4][6][4] (row r, padded k p at
+                        //   (p/4)*24 + r*4 + p%4; the vpmaddwd kernel: nv == 1, rows <= 6)
+  int64_t ldx;          // xq only
   const double* sx;     // per-row activation scale
   float* out;
   int64_t ldo;
   int rows, nv, cols;
+  bool prefetch;        // int16 kernel: prefetch the weights ahead (their first pass: L3 / DRAM)
 };
 
 struct wo_tile {        // weight-only int4 / uint4 / fp8 (dequantized in registers)
@@ -92,14 +95,20 @@ struct wo_panel {
 
 // Longest run of k-quads one int32 accumulator may take: 127*128*4*16384 < 2^31.
 constexpr int64_t k_q8_max_quads = 16384;
+constexpr int64_t k_q8w_rows = 6;                   // rows of an int16 activation panel
+constexpr int64_t k_q8w_panel = 4 * k_q8w_rows;     // int16 per k-quad of a panel
 
-// AVX2 kernels (qgemm_avx2.cc); return false when not built for x86-64 (never called then).
+// AVX2 kernels (int8: qgemm_int8_avx2.cc, weight-only: qgemm_avx2.cc); return false when not
+// built for x86-64 (never called then).
 bool q8_tile_avx2(const q8_tile& t);
 bool int4_tile_avx2(const wo_tile& t, bool has_zeros);
+// Signed int4 with t.x holding x * 2^-28 (exact: no nonzero |x| below 2^-98); same results.
+bool int4s_tile_avx2(const wo_tile& t);
 bool fp8_tile_avx2(const wo_tile& t);
 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc);
 // Quantizes one row: xq[k] = clamp(rne(x[k] / sx), -127, 127) computed in double.
 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx);
+bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx);
 // max |x[k]| over n floats, and whether any is non-finite.
 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite);
 

@@ -1,22 +1,26 @@
-// qgemm_avx2: AVX2+FMA kernels of qgemm (driver, layouts and the arithmetic in qgemm.cc).
+// qgemm_avx2: AVX2+FMA weight-only kernels of qgemm (int4 / uint4 / fp8 e4m3fn); driver, layouts
+// and the arithmetic in qgemm.cc, the int8 kernels in qgemm_int8_avx2.cc.
 //
-// int8 tile (rows x nv blocks of 8 columns, 1x4 / 2x3 / 3x2 / 4x2 register blocks): per k-quad,
-// one 32-byte load per block is 4 k of 8 columns; per row the 4 activation bytes are broadcast.
-//   t = vpsignb(x, w)         x * sign(w), |x| <= 127 so the negation never wraps
-//   t = vpmaddubsw(|w|, t)    u8 x s8 pairs: |pair| <= 2 * 128 * 127 = 32512, never saturates
-//   t = vpmaddwd(t, ones)     int32 sums of 4 products
-// |w| goes on the unsigned side so a -128 weight (which the reference accepts) stays exact.
-// 4 ALU ops per 32 MACs, 2 of them on the multiply pipes: about 32 MAC/cycle/core at best.
-// Group epilogue in double: out += (acc * sx) * scale, the reference's operation order; the
-// mul and add are kept apart (no contraction) so results equal the reference bit for bit.
+// Register tiles (M <= 4) keep acc[rows][nv] f32 accumulators per K group and fold the scale in
+// once per group. A 32-bit lane holds 8 nibbles (8 k of one column) or 4 fp8 bytes.
+//   int4 (signed), the GEMV kernel: the driver passes x' = x * 2^-28 (exact: rows holding a
+//     nonzero |x| < 2^-98 take the srai kernel instead). Nibble i moved to the top of its lane and
+//     masked, (w << (28 - 4i)) & 0xF0000000, is q * 2^28 as an int32; cvtdq2ps makes that exact,
+//     and x' * (q * 2^28) is exactly x * q: the same FMAs and roundings as decoding q itself.
+//     3.9 ALU ops per 8 MACs (slli, and, cvt, fma; nibble 7 needs no shift); an AND issues on more
+//     Zen 3 pipes than the arithmetic shift it replaces: 1.12 cycles per 8 MACs in a bare loop
+//     against 1.36 for slli + srai, ~6.5 MAC/cycle/core in the tile (was ~5.9).
+//   uint4: srli(slli(w, 28 - 4i), 28) - zero, cvtdq2ps; int4 fallback: srai instead of srli.
+//   fp8: byte j is srai(slli(w, 24 - 8j), 4) & 0x87f00000 (sign to bit 31, exponent and mantissa
+//     aligned with float32's), times 2^120 to re-bias: exact for normals and subnormals alike.
+// Panel dequant (M > 4) writes (q - zero) * scale rounded once, the reference's float32 weights.
 //
-// Weight-only tiles keep acc[rows][nv] f32 accumulators per K group and fold the scale in
-// once per group. int4: a lane holds 8 nibbles (8 k of one column); nibble i is
-// srai(slli(w, 28 - 4i), 28) (srli for uint4, then minus the zero point), then cvtdq2ps:
-// ~4 ops per 8 MACs. fp8: a lane holds 4 bytes; byte j is srai(slli(w, 24 - 8j), 4) & 0x87f00000
-// (sign to bit 31, exponent and mantissa aligned with float32's), times 2^120 to re-bias: exact
-// for normals and subnormals alike. Panel dequant (M > 4) writes (q - zero) * scale rounded once,
-// exactly the reference's float32 weights.
+// Roofline of the 4096x4096 g32 int4 GEMV (2-core Zen 3 VM, ~3.2 GHz under load, measured): it
+// reads 8 MB of codes + 2 MB of scales. Sequential reads run at ~68 GB/s (1 thread) / ~143 GB/s
+// (2) from L3, ~15.5 / ~20.5 GB/s from DRAM. The decode bound (6.5 MAC/cycle/core) is ~0.40 ms
+// on 2 cores = 26 GB/s: compute-bound when the weights stay in L3, at DRAM speed when they do
+// not. Measured: 1 thread 0.85-0.91 ms (was 0.92-1.0), 2 threads 0.46 ms best (~23 GB/s, ~73
+// GFLOP/s); the thread pool's wake-up (~40 us) is most of the rest.
 // Compiled with target attributes only; called only after cpu_features reports avx2+fma.
 #include "qgemm.h"
 
@@ -34,112 +38,6 @@ namespace tessera {
 namespace detail {
 
 namespace {
-
-// ---- int8 ---------------------------------------------------------------------------------
-
-// An optimization barrier: keeps a product rounded on its own (GCC contracts mul + add into FMA
-// even under -std=c++17), which the bit-exact double epilogue needs.
-template <class T>
-TESSERA_AVX2_INLINE T rounded(T v) {
-  __asm__("" : "+x"(v));
-  return v;
-}
-
-// c += vpmaddwd(vpmaddubsw(|w|, sign(a, w)), ones) as one unit: left to itself GCC issues a whole
-// step's products first, runs out of registers and spills accumulators (2x slower).
-TESSERA_AVX2_INLINE void sign_madd_acc(__m256i& c, __m256i a, __m256i w, __m256i aw, __m256i ones) {
-  __m256i t;
-  __asm__(
-      "vpsignb %[w], %[a], %[t]\n\t"
-      "vpmaddubsw %[t], %[aw], %[t]\n\t"
-      "vpmaddwd %[ones], %[t], %[t]\n\t"
-      "vpaddd %[t], %[c], %[c]"
-      : [c] "+x"(c), [t] "=&x"(t)
-      : [a] "x"(a), [w] "x"(w), [aw] "x"(aw), [ones] "x"(ones));
-}
-
-template <int MR, int NV>
-TESSERA_AVX2_INLINE void q8_run(__m256i (&acc)[MR][NV], const int8_t* x, int64_t ldx,
-                                const int8_t* w, int64_t bs, int64_t nq) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_si256();
-  for (int64_t q = 0; q < nq; ++q) {
-    __m256i wv[NV], aw[NV];
-    for (int v = 0; v < NV; ++v) {
-      wv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + v * bs + q * 32));
-      aw[v] = _mm256_abs_epi8(wv[v]);
-    }
-    for (int r = 0; r < MR; ++r) {
-      int32_t a4;
-      std::memcpy(&a4, x + r * ldx + q * 4, 4);
-      const __m256i a = _mm256_set1_epi32(a4);
-      for (int v = 0; v < NV; ++v) sign_madd_acc(acc[r][v], a, wv[v], aw[v], ones);
-    }
-  }
-}
-
-// d[r][8v .. 8v+8) += (acc * sx[r]) * scale of block v, in double, no FMA.
-template <int MR, int NV>
-TESSERA_AVX2_INLINE void q8_epilogue(double (&d)[MR][NV * 8], const __m256i (&acc)[MR][NV],
-                                     const double* sx, const float* s, int64_t lds) {
-  for (int v = 0; v < NV; ++v) {
-    const __m256 sc = _mm256_loadu_ps(s + v * lds);
-    const __m256d s_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(sc));
-    const __m256d s_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(sc, 1));
-    for (int r = 0; r < MR; ++r) {
-      const __m256d sxv = _mm256_set1_pd(sx[r]);
-      __m256d lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(acc[r][v]));
-      __m256d hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(acc[r][v], 1));
-      lo = rounded(_mm256_mul_pd(_mm256_mul_pd(lo, sxv), s_lo));
-      hi = rounded(_mm256_mul_pd(_mm256_mul_pd(hi, sxv), s_hi));
-      double* dp = d[r] + v * 8;
-      _mm256_storeu_pd(dp, _mm256_add_pd(_mm256_loadu_pd(dp), lo));
-      _mm256_storeu_pd(dp + 4, _mm256_add_pd(_mm256_loadu_pd(dp + 4), hi));
-    }
-  }
-}
-
-template <int MR, int NV>
-TESSERA_AVX2 void q8_tile_t(const q8_tile& t) {
-  double d[MR][NV * 8];
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NV * 8; ++c) d[r][c] = 0.0;
-  const int64_t bs = t.b.kp * 8;
-  const int8_t* w8 = reinterpret_cast<const int8_t*>(t.b.w);
-  __m256i acc[MR][NV];
-  for (int64_t g = 0; g < t.b.groups; ++g) {
-    const int64_t p0 = t.b.gp[g];
-    const int64_t nq = (t.b.gp[g + 1] - p0) / 4;
-    const float* s = t.b.scales + g * 8;
-    if (nq <= k_q8_max_quads) {
-      q8_run<MR, NV>(acc, t.xq + p0, t.ldx, w8 + p0 * 8, bs, nq);
-      q8_epilogue<MR, NV>(d, acc, t.sx, s, t.b.lds);
-      continue;
-    }
-    // A group longer than one int32 run: exact int64 sums of runs, then the same epilogue.
-    int64_t wide[MR][NV * 8] = {};
-    for (int64_t q0 = 0; q0 < nq; q0 += k_q8_max_quads) {
-      const int64_t n = std::min(k_q8_max_quads, nq - q0);
-      q8_run<MR, NV>(acc, t.xq + p0 + q0 * 4, t.ldx, w8 + (p0 + q0 * 4) * 8, bs, n);
-      for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) {
-          alignas(32) int32_t lane[8];
-          _mm256_store_si256(reinterpret_cast<__m256i*>(lane), acc[r][v]);
-          for (int c = 0; c < 8; ++c) wide[r][v * 8 + c] += lane[c];
-        }
-    }
-    for (int r = 0; r < MR; ++r)
-      for (int c = 0; c < NV * 8; ++c) {
-        const double prod = static_cast<double>(wide[r][c]) * t.sx[r];
-        d[r][c] += rounded(prod * static_cast<double>(s[(c / 8) * t.b.lds + c % 8]));
-      }
-  }
-  for (int r = 0; r < t.rows; ++r) {
-    float* o = t.out + r * t.ldo;
-    for (int c = 0; c < t.cols; ++c) o[c] = static_cast<float>(d[r][c]);
-  }
-}
 
 // ---- weight-only --------------------------------------------------------------------------
 
@@ -267,6 +165,59 @@ TESSERA_AVX2 void int4_tile_t(const wo_tile& t) {
   wo_store<MR, NV>(t, tile);
 }
 
+// Signed int4 on activations pre-scaled by 2^-28 (the driver's x' = x * 2^-28, exact: it checks
+// that no nonzero |x| falls below 2^-98): nibble i moved to the top of its lane and masked,
+// (w << (28 - 4i)) & 0xF0000000, is q * 2^28 as an int32, so cvtdq2ps gives q * 2^28 exactly and
+// x' * (q * 2^28) = x * q: the same products, FMAs and rounding as the srai decode, with the
+// arithmetic shift traded for an AND, which Zen 3 issues on more pipes (nibble 7 needs no shift).
+template <int I>
+TESSERA_AVX2_INLINE __m256 int4s_code(__m256i w, __m256i mask) {
+  const __m256i t = I == 7 ? w : _mm256_slli_epi32(w, 28 - 4 * I);
+  return _mm256_cvtepi32_ps(_mm256_and_si256(t, mask));
+}
+
+template <int MR, int NV, int I>
+TESSERA_AVX2_INLINE void int4s_k(__m256 (&acc)[MR][NV], const __m256i (&wv)[NV], __m256i mask,
+                                 const float* x, int64_t ldx) {
+  __m256 xb[MR];
+  for (int r = 0; r < MR; ++r) xb[r] = _mm256_broadcast_ss(x + r * ldx + I);
+  for (int v = 0; v < NV; ++v) {
+    const __m256 f = int4s_code<I>(wv[v], mask);
+    for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_fmadd_ps(xb[r], f, acc[r][v]);
+  }
+}
+
+template <int MR, int NV, int... I>
+TESSERA_AVX2_INLINE void int4s_unit(__m256 (&acc)[MR][NV], const __m256i (&wv)[NV], __m256i mask,
+                                    const float* x, int64_t ldx, std::integer_sequence<int, I...>) {
+  (int4s_k<MR, NV, I>(acc, wv, mask, x, ldx), ...);
+}
+
+template <int MR, int NV>
+TESSERA_AVX2 void int4s_tile_t(const wo_tile& t) {
+  __m256 tile[MR][NV], acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) tile[r][v] = acc[r][v] = _mm256_setzero_ps();
+  const __m256i mask = _mm256_set1_epi32(static_cast<int32_t>(0xF0000000u));
+  const int64_t bs = t.b.kp * 4;
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    for (int64_t u = t.b.gp[g] / 8; u < t.b.gp[g + 1] / 8; ++u) {
+      __m256i wv[NV];
+      for (int v = 0; v < NV; ++v)
+        wv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.b.w + v * bs + u * 32));
+      int4s_unit<MR, NV>(acc, wv, mask, t.x + u * 8, t.ldx, std::make_integer_sequence<int, 8>{});
+    }
+    for (int v = 0; v < NV; ++v) {
+      const __m256 sv = _mm256_loadu_ps(t.b.scales + v * t.b.lds + g * 8);
+      for (int r = 0; r < MR; ++r) {
+        tile[r][v] = _mm256_fmadd_ps(acc[r][v], sv, tile[r][v]);
+        acc[r][v] = _mm256_setzero_ps();
+      }
+    }
+  }
+  wo_store<MR, NV>(t, tile);
+}
+
 template <int MR, int NV>
 TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
   __m256 tile[MR][NV], acc[k_sets<MR>][MR][NV];
@@ -290,24 +241,6 @@ TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
 
 }  // namespace
 
-bool q8_tile_avx2(const q8_tile& t) {
-  switch (t.rows * 8 + t.nv) {
-    case 8 + 1: q8_tile_t<1, 1>(t); break;
-    case 8 + 2: q8_tile_t<1, 2>(t); break;
-    case 8 + 3: q8_tile_t<1, 3>(t); break;
-    case 8 + 4: q8_tile_t<1, 4>(t); break;
-    case 16 + 1: q8_tile_t<2, 1>(t); break;
-    case 16 + 2: q8_tile_t<2, 2>(t); break;
-    case 16 + 3: q8_tile_t<2, 3>(t); break;
-    case 24 + 1: q8_tile_t<3, 1>(t); break;
-    case 24 + 2: q8_tile_t<3, 2>(t); break;
-    case 32 + 1: q8_tile_t<4, 1>(t); break;
-    case 32 + 2: q8_tile_t<4, 2>(t); break;
-    default: return false;
-  }
-  return true;
-}
-
 template <bool ZP>
 bool int4_dispatch(const wo_tile& t) {
   switch (t.rows * 8 + t.nv) {
@@ -323,6 +256,25 @@ bool int4_dispatch(const wo_tile& t) {
     case 24 + 2: int4_tile_t<3, 2, ZP>(t); break;
     case 32 + 1: int4_tile_t<4, 1, ZP>(t); break;
     case 32 + 2: int4_tile_t<4, 2, ZP>(t); break;
+    default: return false;
+  }
+  return true;
+}
+
+bool int4s_tile_avx2(const wo_tile& t) {
+  switch (t.rows * 8 + t.nv) {
+    case 8 + 1: int4s_tile_t<1, 1>(t); break;
+    case 8 + 2: int4s_tile_t<1, 2>(t); break;
+    case 8 + 3: int4s_tile_t<1, 3>(t); break;
+    case 8 + 4: int4s_tile_t<1, 4>(t); break;
+    case 16 + 1: int4s_tile_t<2, 1>(t); break;
+    case 16 + 2: int4s_tile_t<2, 2>(t); break;
+    case 16 + 3: int4s_tile_t<2, 3>(t); break;
+    case 16 + 4: int4s_tile_t<2, 4>(t); break;
+    case 24 + 1: int4s_tile_t<3, 1>(t); break;
+    case 24 + 2: int4s_tile_t<3, 2>(t); break;
+    case 32 + 1: int4s_tile_t<4, 1>(t); break;
+    case 32 + 2: int4s_tile_t<4, 2>(t); break;
     default: return false;
   }
   return true;
@@ -382,68 +334,6 @@ TESSERA_AVX2 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0
   return true;
 }
 
-TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx) {
-  const __m256d s = _mm256_set1_pd(sx);
-  const __m256d lo = _mm256_set1_pd(-127.0);
-  const __m256d hi = _mm256_set1_pd(127.0);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    __m256d a = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s);
-    __m256d b = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s);
-    a = _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    b = _mm256_round_pd(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    a = _mm256_min_pd(_mm256_max_pd(a, lo), hi);
-    b = _mm256_min_pd(_mm256_max_pd(b, lo), hi);
-    const __m128i ia = _mm256_cvtpd_epi32(a);
-    const __m128i ib = _mm256_cvtpd_epi32(b);
-    const __m128i w16 = _mm_packs_epi32(ia, ib);
-    const __m128i w8 = _mm_packs_epi16(w16, w16);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(xq + i), w8);
-  }
-  for (; i < n; ++i) {
-    __m128d v = _mm_set_sd(static_cast<double>(x[i]) / sx);
-    v = _mm_round_sd(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const double q = std::min(std::max(_mm_cvtsd_f64(v), -127.0), 127.0);
-    xq[i] = static_cast<int8_t>(q);
-  }
-  return true;
-}
-
-TESSERA_AVX2 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite) {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  const __m256 inf = _mm256_set1_ps(__builtin_inff());
-  __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
-  __m256 bad = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
-    const __m256 b = _mm256_and_ps(_mm256_loadu_ps(x + i + 8), abs_mask);
-    // !(a < inf) catches both inf and NaN
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(b, inf, _CMP_NLT_UQ));
-    m0 = _mm256_max_ps(m0, a);
-    m1 = _mm256_max_ps(m1, b);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
-  float m = 0.0f;
-  for (int j = 0; j < 8; ++j) m = std::max(m, lanes[j]);
-  bool ok = _mm256_movemask_ps(bad) == 0;
-  for (; i < n; ++i) {
-    float a;
-    uint32_t bits;
-    std::memcpy(&bits, x + i, 4);
-    bits &= 0x7FFFFFFFu;
-    std::memcpy(&a, &bits, 4);
-    if (!(a < __builtin_inff())) ok = false;
-    m = std::max(m, a);
-  }
-  *maxabs = m;
-  *finite = ok;
-  return true;
-}
-
 }  // namespace detail
 }  // namespace tessera
 
@@ -451,12 +341,10 @@ TESSERA_AVX2 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* fi
 
 namespace tessera {
 namespace detail {
-bool q8_tile_avx2(const q8_tile&) { return false; }
 bool int4_tile_avx2(const wo_tile&, bool) { return false; }
+bool int4s_tile_avx2(const wo_tile&) { return false; }
 bool fp8_tile_avx2(const wo_tile&) { return false; }
 bool dequant_panel_avx2(float*, const wo_panel&, int64_t, int64_t) { return false; }
-bool quantize_row_avx2(int8_t*, const float*, int64_t, double) { return false; }
-bool maxabs_avx2(const float*, int64_t, float*, bool*) { return false; }
 }  // namespace detail
 }  // namespace tessera
 
