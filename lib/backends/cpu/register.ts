@@ -49,6 +49,12 @@ function outBuffer(n: number): Float32Array {
   return new Float32Array(bytes.buffer, bytes.byteOffset, n);
 }
 
+/** A kernel's fresh, unshared float32 output as the result tensor: handed over as is for float32 (no copy),
+ *  rounded into a new storage for the half dtypes. */
+function result(out: Float32Array, shape: number[], dtype: DType): Tensor {
+  return dtype === 'float32' ? Tensor._fromHost('float32', shape, out) : fromOut({ data: out, shape }, dtype);
+}
+
 function planMatmul(a: Tensor, b: Tensor, outShape: number[]): MatmulPlan {
   // 1-D operands as torch does: a [K] -> [1, K], b [K] -> [K, 1]; the output shape already drops them
   const A = a.ndim === 1 ? a.reshape(1, a.shape[0]) : a;
@@ -131,7 +137,7 @@ function spmmCall(nb: CpuBinding, inputs: Tensor[], at: SpmmAttrs): { out: Float
 
 /** The [M, N] result: a float32 out is handed over as is (it is fresh and unshared), others are rounded. */
 function spmmResult(out: Float32Array, at: SpmmAttrs): Tensor {
-  return at.outDtype === 'float32' ? Tensor._fromHost('float32', [at.M, at.N], out) : fromOut({ data: out, shape: [at.M, at.N] }, at.outDtype);
+  return result(out, [at.M, at.N], at.outDtype);
 }
 
 interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perTensor: boolean; M: number; outShape: number[]; outDtype: DType }
@@ -178,7 +184,7 @@ export function registerCpuBackend(): void {
     run(inputs, attrs) {
       const p = planMatmul(inputs[0], inputs[1], attrs.shape);
       native('matmul', () => nb.matmulF32(...p.args));
-      return fromOut({ data: p.out, shape: p.shape }, attrs.outDtype);
+      return result(p.out, p.shape, attrs.outDtype);
     },
     async runAsync(inputs, attrs) {
       const p = planMatmul(inputs[0], inputs[1], attrs.shape);
@@ -187,7 +193,7 @@ export function registerCpuBackend(): void {
       } catch (e) {
         throw new TesseraError('E_NATIVE', 'matmul', (e as Error).message);
       }
-      return fromOut({ data: p.out, shape: p.shape }, attrs.outDtype);
+      return result(p.out, p.shape, attrs.outDtype);
     },
   });
 
@@ -207,7 +213,7 @@ export function registerCpuBackend(): void {
         const bias = f32View(b);
         for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) out[i * N + j] += bias[j];
       }
-      return fromOut({ data: out, shape: [...x.shape.slice(0, -1), N] }, attrs.outDtype);
+      return result(out, [...x.shape.slice(0, -1), N], attrs.outDtype);
     },
   });
 
@@ -226,7 +232,7 @@ export function registerCpuBackend(): void {
     run(inputs, at: AttnAttrs) {
       const out = outBuffer(at.B * at.Hq * at.Sq * at.Dv);
       native('attention', () => nb.attentionF32(...attnArgs(inputs, at, out)));
-      return fromOut({ data: out, shape: [at.B, at.Hq, at.Sq, at.Dv] }, at.outDtype);
+      return result(out, [at.B, at.Hq, at.Sq, at.Dv], at.outDtype);
     },
     async runAsync(inputs, at: AttnAttrs) {
       const out = outBuffer(at.B * at.Hq * at.Sq * at.Dv);
@@ -235,7 +241,7 @@ export function registerCpuBackend(): void {
       } catch (e) {
         throw new TesseraError('E_NATIVE', 'attention', (e as Error).message);
       }
-      return fromOut({ data: out, shape: [at.B, at.Hq, at.Sq, at.Dv] }, at.outDtype);
+      return result(out, [at.B, at.Hq, at.Sq, at.Dv], at.outDtype);
     },
   });
 
@@ -275,7 +281,7 @@ export function registerCpuBackend(): void {
       run(inputs, at: QAttrs) {
         const out = outBuffer(at.M * at.N);
         native('qmatmul', () => nb.qgemm(...qgemmArgs(nb, inputs, at, out)));
-        return fromOut({ data: out, shape: at.outShape }, at.outDtype);
+        return result(out, at.outShape, at.outDtype);
       },
       async runAsync(inputs, at: QAttrs) {
         const out = outBuffer(at.M * at.N);
@@ -284,7 +290,7 @@ export function registerCpuBackend(): void {
         } catch (e) {
           throw new TesseraError('E_NATIVE', 'qmatmul', (e as Error).message);
         }
-        return fromOut({ data: out, shape: at.outShape }, at.outDtype);
+        return result(out, at.outShape, at.outDtype);
       },
     });
   }
