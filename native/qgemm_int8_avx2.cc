@@ -362,56 +362,44 @@ bool q8_tile_avx2(const q8_tile& t) {
   return true;
 }
 
-TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx) {
-  const __m256d s = _mm256_set1_pd(sx);
+// Eight activations x[0..8) / sx, rounded to nearest even in double and clamped to [-127, 127], as
+// eight int16 lanes (the reference's arithmetic: the quotient is formed in double).
+TESSERA_AVX2_INLINE __m128i quantize8(const float* x, __m256d s) {
   const __m256d lo = _mm256_set1_pd(-127.0);
   const __m256d hi = _mm256_set1_pd(127.0);
+  const __m256 v = _mm256_loadu_ps(x);
+  __m256d a = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s);
+  __m256d b = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s);
+  a = _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  b = _mm256_round_pd(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  a = _mm256_min_pd(_mm256_max_pd(a, lo), hi);
+  b = _mm256_min_pd(_mm256_max_pd(b, lo), hi);
+  return _mm_packs_epi32(_mm256_cvtpd_epi32(a), _mm256_cvtpd_epi32(b));
+}
+
+// The same for one activation (the row's tail).
+TESSERA_AVX2_INLINE double quantize1(float x, double sx) {
+  __m128d v = _mm_set_sd(static_cast<double>(x) / sx);
+  v = _mm_round_sd(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return std::min(std::max(_mm_cvtsd_f64(v), -127.0), 127.0);
+}
+
+TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx) {
+  const __m256d s = _mm256_set1_pd(sx);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    __m256d a = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s);
-    __m256d b = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s);
-    a = _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    b = _mm256_round_pd(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    a = _mm256_min_pd(_mm256_max_pd(a, lo), hi);
-    b = _mm256_min_pd(_mm256_max_pd(b, lo), hi);
-    const __m128i ia = _mm256_cvtpd_epi32(a);
-    const __m128i ib = _mm256_cvtpd_epi32(b);
-    const __m128i w16 = _mm_packs_epi32(ia, ib);
-    const __m128i w8 = _mm_packs_epi16(w16, w16);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(xq + i), w8);
+    const __m128i w16 = quantize8(x + i, s);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(xq + i), _mm_packs_epi16(w16, w16));
   }
-  for (; i < n; ++i) {
-    __m128d v = _mm_set_sd(static_cast<double>(x[i]) / sx);
-    v = _mm_round_sd(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const double q = std::min(std::max(_mm_cvtsd_f64(v), -127.0), 127.0);
-    xq[i] = static_cast<int8_t>(q);
-  }
+  for (; i < n; ++i) xq[i] = static_cast<int8_t>(quantize1(x[i], sx));
   return true;
 }
 
 TESSERA_AVX2 bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx) {
   const __m256d s = _mm256_set1_pd(sx);
-  const __m256d lo = _mm256_set1_pd(-127.0);
-  const __m256d hi = _mm256_set1_pd(127.0);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    __m256d a = _mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s);
-    __m256d b = _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s);
-    a = _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    b = _mm256_round_pd(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    a = _mm256_min_pd(_mm256_max_pd(a, lo), hi);
-    b = _mm256_min_pd(_mm256_max_pd(b, lo), hi);
-    const __m128i w16 = _mm_packs_epi32(_mm256_cvtpd_epi32(a), _mm256_cvtpd_epi32(b));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + i), w16);
-  }
-  for (; i < n; ++i) {
-    __m128d v = _mm_set_sd(static_cast<double>(x[i]) / sx);
-    v = _mm_round_sd(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const double q = std::min(std::max(_mm_cvtsd_f64(v), -127.0), 127.0);
-    xq[i] = static_cast<int16_t>(q);
-  }
+  for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + i), quantize8(x + i, s));
+  for (; i < n; ++i) xq[i] = static_cast<int16_t>(quantize1(x[i], sx));
   return true;
 }
 
