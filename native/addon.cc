@@ -2,6 +2,7 @@
 //   info() -> { version, simd, threads, napiVersion, compiler }
 //   setNumThreads(n), getNumThreads()
 //   matmulF32(a, b, out, batch, M, N, K, strideA, strideB, transA, transB)
+//   matmulMixed(a, b, out, batch, M, N, K, strideA, strideB, transA, transB, aDtype, bDtype)
 //   matmulF32Async(...same) -> Promise<void>
 //   attentionF32(q, k, v, out, B, Hq, Hkv, Sq, Sk, D, Dv, scale, causal, kvOffset)
 //   attentionF32Async(...same) -> Promise<void>
@@ -296,6 +297,91 @@ void require_apart(const arg_reader& r, size_t i_out, const f32_arg& out, uint64
     r.throw_range(r.label(i_out) + " overlaps " + r.label(i_in) +
                   " in memory; the output must not share bytes with an input");
 }
+
+// ---- matmulMixed: float16 / bfloat16 operands, widened while packed -------------------
+//   matmulMixed(a, b, out, batch, M, N, K, strideA, strideB, transA, transB, aDtype, bDtype)
+// a / b: Float32Array for 'float32', Uint16Array of raw bits for 'float16' / 'bfloat16'.
+
+struct matmul_mixed_call {
+  const void* a = nullptr;
+  const void* b = nullptr;
+  gemm_src a_src = gemm_src::f32, b_src = gemm_src::f32;
+  Napi::Object a_object, b_object;
+  f32_arg out;
+  gemm_f32_shape shape;
+};
+
+gemm_src parse_src(const arg_reader& r, const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) r.throw_type(r.label(i) + " must be a string");
+  const std::string d = info[i].As<Napi::String>().Utf8Value();
+  if (d == "float32") return gemm_src::f32;
+  if (d == "float16") return gemm_src::f16;
+  if (d == "bfloat16") return gemm_src::bf16;
+  r.throw_range(r.label(i) + " must be float32, float16 or bfloat16");
+}
+
+matmul_mixed_call parse_matmul_mixed(const Napi::CallbackInfo& info, const char* name) {
+  const arg_reader r(info, name,
+                     {"a", "b", "out", "batch", "M", "N", "K", "strideA", "strideB", "transA",
+                      "transB", "aDtype", "bDtype"});
+  matmul_mixed_call c;
+  c.a_src = parse_src(r, info, 11);
+  c.b_src = parse_src(r, info, 12);
+  c.out = r.float32_array(2);
+  gemm_f32_shape& s = c.shape;
+  s.batch = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
+  s.m = r.integer(4, 1, k_max_dim, "[1, 2^31-1]");
+  s.n = r.integer(5, 1, k_max_dim, "[1, 2^31-1]");
+  s.k = r.integer(6, 1, k_max_dim, "[1, 2^31-1]");
+  s.stride_a = r.integer(7, 0, k_max_safe, "[0, 2^53-1]");
+  s.stride_b = r.integer(8, 0, k_max_safe, "[0, 2^53-1]");
+  s.trans_a = r.boolean(9);
+  s.trans_b = r.boolean(10);
+  const uint64_t batch_m1 = static_cast<uint64_t>(s.batch - 1);
+  const uint64_t need_a = size_add(size_mul(batch_m1, s.stride_a), size_mul(s.m, s.k));
+  const uint64_t need_b = size_add(size_mul(batch_m1, s.stride_b), size_mul(s.k, s.n));
+  const uint64_t need_out = size_mul(size_mul(s.batch, s.m), s.n);
+  r.require_length(2, c.out, need_out, "batch*M*N");
+  auto operand = [&](size_t i, gemm_src src, uint64_t need, const char* formula, const void** data,
+                     Napi::Object* object) {
+    if (src == gemm_src::f32) {
+      const f32_arg x = r.float32_array(i);
+      r.require_length(i, x, need, formula);
+      r.require_disjoint(2, c.out, need_out, i, x, need);
+      *data = x.data;
+      *object = x.object;
+    } else {
+      const index_arg x = index_array(r, info, i, napi_uint16_array, "a Uint16Array (raw 16-bit floats)", 2);
+      require_count(r, i, x.length, need, formula);
+      require_apart(r, 2, c.out, need_out, i, x);
+      *data = x.data;
+      *object = x.object;
+    }
+  };
+  operand(0, c.a_src, need_a, "(batch-1)*strideA + M*K", &c.a, &c.a_object);
+  operand(1, c.b_src, need_b, "(batch-1)*strideB + K*N", &c.b, &c.b_object);
+  return c;
+}
+
+Napi::Value matmul_mixed(const Napi::CallbackInfo& info) {
+  const matmul_mixed_call c = parse_matmul_mixed(info, "matmulMixed");
+  run_sync(info.Env(), "matmulMixed", [&] { gemm_mixed(c.out.data, c.a, c.a_src, c.b, c.b_src, c.shape); });
+  return info.Env().Undefined();
+}
+
+Napi::Value matmul_mixed_async(const Napi::CallbackInfo& info) {
+  const matmul_mixed_call c = parse_matmul_mixed(info, "matmulMixedAsync");
+  auto* w = new kernel_worker(
+      info.Env(), "tessera_cpu.matmulMixedAsync",
+      [out = c.out.data, a = c.a, as = c.a_src, b = c.b, bs = c.b_src, shape = c.shape] {
+        gemm_mixed(out, a, as, b, bs, shape);
+      },
+      {c.a_object, c.b_object, c.out.object});
+  Napi::Value p = w->promise();
+  w->Queue();
+  return p;
+}
+
 
 // Kernel-time structure errors become a RangeError (sync) or a rejection naming the call (async).
 void run_spmm_sync(Napi::Env env, const char* name, const char* format, const std::function<void()>& work) {
@@ -610,6 +696,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads_js, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads_js, "getNumThreads"));
   exports.Set("matmulF32", Napi::Function::New(env, matmul_f32, "matmulF32"));
+  exports.Set("matmulMixed", Napi::Function::New(env, matmul_mixed, "matmulMixed"));
+  exports.Set("matmulMixedAsync", Napi::Function::New(env, matmul_mixed_async, "matmulMixedAsync"));
   exports.Set("matmulF32Async", Napi::Function::New(env, matmul_f32_async, "matmulF32Async"));
   exports.Set("attentionF32", Napi::Function::New(env, attention_f32_sync, "attentionF32"));
   exports.Set("attentionF32Async",

@@ -1,4 +1,6 @@
 // gemm: batched f32 GEMM, out[b] = op(A[b]) @ op(B[b]), row-major, overwrite.
+// gemm_mixed: the same with float16 / bfloat16 operands (raw bits), widened to float32 while they
+// are packed (pack_half, exact) and always through gemm_packed; f32 accumulation and output.
 //
 // Paths, by M (after folding a broadcast-B batch into M):
 //   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed whole
@@ -52,6 +54,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -115,6 +118,43 @@ void pack_b_rows(float* __restrict dst, const float* __restrict src, int64_t ld,
   }
 }
 
+// A float16 / bfloat16 value as float32 (exact: both are subsets of float32).
+inline float widen(uint16_t h, gemm_src src) {
+  uint32_t bits;
+  if (src == gemm_src::bf16) {
+    bits = static_cast<uint32_t>(h) << 16;
+  } else {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+    if (e == 31) {
+      bits = sign | 0x7F800000u | (m << 13);  // inf, NaN (payload kept)
+    } else if (e != 0) {
+      bits = sign | ((e + 112) << 23) | (m << 13);
+    } else {  // zero or subnormal: m * 2^-24, exact in float32
+      const float f = static_cast<float>(m) * 5.9604644775390625e-8f;
+      std::memcpy(&bits, &f, 4);
+      bits |= sign;
+    }
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// A 16-bit view's [rows][kc] block of (i, p) = (i0 + ii, p0 + p) into dst[p * ld + ii], zero-padded
+// to width: the widening pack of both operands (a B sliver is the same with (i, p) = (j, p)).
+void pack_half(float* dst, const mat_view& v, int64_t i0, int rows, int64_t p0, int64_t kc,
+               int width, bool b_operand) {
+  for (int64_t p = 0; p < kc; ++p) {
+    float* d = dst + p * width;
+    for (int ii = 0; ii < rows; ++ii) {
+      const int64_t at = b_operand ? (p0 + p) * v.rs + (i0 + ii) * v.cs : (i0 + ii) * v.rs + (p0 + p) * v.cs;
+      d[ii] = widen(v.h[at], v.src);
+    }
+    for (int ii = rows; ii < width; ++ii) d[ii] = 0.0f;
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -122,6 +162,10 @@ namespace detail {
 // dst[p * mr + ii] = A(i0 + ii, p0 + p), zero for ii >= rows.
 void gemm_pack_a(float* dst, const gemm_view& a, int64_t i0, int rows, int64_t p0, int64_t kc,
                  int mr) {
+  if (a.src != gemm_src::f32) {
+    pack_half(dst, a, i0, rows, p0, kc, mr, false);
+    return;
+  }
   if (a.rs == 1) {  // transA: a column of A (fixed p) is contiguous in i
     for (int64_t p = 0; p < kc; ++p) {
       const float* src = a.p + (p0 + p) * a.cs + i0;
@@ -147,6 +191,10 @@ void gemm_pack_a(float* dst, const gemm_view& a, int64_t i0, int rows, int64_t p
 // dst[p * nr + jj] = B(p0 + p, j0 + jj), zero for jj >= cols.
 void gemm_pack_b(float* dst, const gemm_view& b, int64_t j0, int cols, int64_t p0, int64_t kc,
                  int nr) {
+  if (b.src != gemm_src::f32) {
+    pack_half(dst, b, j0, cols, p0, kc, nr, true);
+    return;
+  }
   if (b.cs == 1) {  // B row-major [K][N]: a row of the sliver is contiguous
     for (int64_t p = 0; p < kc; ++p) {
       const float* src = b.p + (p0 + p) * b.rs + j0;
@@ -362,6 +410,40 @@ void gemm_small_m(float* out, const float* a, const float* b, const gemm_f32_sha
 }
 
 }  // namespace
+
+void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_src b_src,
+                const gemm_f32_shape& shape) {
+  if (a_src == gemm_src::f32 && b_src == gemm_src::f32) {
+    gemm_f32(out, static_cast<const float*>(a), static_cast<const float*>(b), shape);
+    return;
+  }
+  static const detail::gemm_kernel_info kern = select_kernel();
+  const gemm_f32_shape& s = shape;
+  auto view = [](const void* p, gemm_src src, int64_t off, int64_t rs, int64_t cs) {
+    mat_view v{nullptr, rs, cs};
+    if (src == gemm_src::f32) {
+      v.p = static_cast<const float*>(p) + off;
+    } else {
+      v.h = static_cast<const uint16_t*>(p) + off;
+      v.src = src;
+    }
+    return v;
+  };
+  const bool pool = num_threads() > 1;
+  constexpr double k_parallel_flops = 1 << 21;
+  const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
+  auto one = [&](int64_t bi, bool parallel) {
+    const mat_view av = s.trans_a ? view(a, a_src, bi * s.stride_a, 1, s.m) : view(a, a_src, bi * s.stride_a, s.k, 1);
+    const mat_view bv = s.trans_b ? view(b, b_src, bi * s.stride_b, 1, s.k) : view(b, b_src, bi * s.stride_b, s.n, 1);
+    detail::gemm_packed(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
+  };
+  if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {
+    parallel_for(s.batch, [&](int64_t bi) { one(bi, false); });
+    return;
+  }
+  const bool parallel = pool && flops >= k_parallel_flops;
+  for (int64_t bi = 0; bi < s.batch; ++bi) one(bi, parallel);
+}
 
 void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape) {
   static const detail::gemm_kernel_info kern = select_kernel();

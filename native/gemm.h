@@ -18,6 +18,15 @@ struct gemm_f32_shape {
 // validated by the caller: all >= 1 and the buffers long enough.
 void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape);
 
+// Operand storage of gemm_mixed: float32, or raw IEEE float16 / bfloat16 bits.
+enum class gemm_src : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+// The same product with float16/bfloat16 operands (either or both): they are widened to float32 while
+// they are packed into the micro-kernel's panels (exactly: every half value is a float32), then the
+// float32 kernels run. Both operands float32: gemm_f32. Half operands always take the packed path.
+void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_src b_src,
+                const gemm_f32_shape& shape);
+
 namespace detail {
 
 // C tile (m_valid x n_valid, row stride ldc) = or += packed A sliver (kc x mr)
@@ -42,11 +51,14 @@ bool gemm_pack_a6_avx2(float* dst, const float* src, int64_t lda, int64_t kc);
 
 constexpr int64_t k_gemm_kc = 256;  // K block; every path sums an element's K blocks in order
 
-// Element (i, p) at p[i * rs + p * cs] (A as (i, p), B as (p, j)).
+// Element (i, p) at p[i * rs + p * cs] (A as (i, p), B as (p, j)); with src f16 / bf16 the
+// element is the 16-bit value at h[i * rs + p * cs] instead (p unused), widened when packed.
 struct gemm_view {
   const float* p;
   int64_t rs;
   int64_t cs;
+  const uint16_t* h = nullptr;
+  gemm_src src = gemm_src::f32;
 };
 
 // Packing into micro-kernel slivers (gemm.cc): an A sliver is [kc][mr] (rows >= `rows`

@@ -215,7 +215,7 @@ void pack_b_unit(const packed_plan& p, int64_t j_lo, int64_t n_pad, int64_t u) {
   float* dst = p.bp + q * k_kc * n_pad;
   const int64_t j_end = std::min(p.n, j_lo + n_pad);
   int64_t s = s0;
-  if (p.b.cs == 1) {  // row-major B: whole slivers row by row
+  if (p.b.cs == 1 && p.b.src == gemm_src::f32) {  // row-major B: whole slivers row by row
     const int64_t full = std::min(s1, (j_end - j_lo) / nr);
     if (full > s) {
       const float* src = p.b.p + pc * p.b.rs + j_lo + s * nr;

@@ -259,7 +259,7 @@ test('info / threads', (t) => {
   t.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads = ${info.threads}`);
   t.ok(info.napiVersion >= 8, `napiVersion = ${info.napiVersion}`);
   t.equal(typeof info.compiler, 'string', `compiler = ${info.compiler}`);
-  t.deepEqual(Object.keys(nat).sort(), ['attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
+  t.deepEqual(Object.keys(nat).sort(), ['attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
   const saved = nat.getNumThreads();
   nat.setNumThreads(3);
   t.equal(nat.getNumThreads(), 3, 'setNumThreads(3)');
@@ -271,6 +271,61 @@ test('info / threads', (t) => {
 
 test('matmulF32 / attentionF32 vs float64 reference; 1 vs 2 vs 3 threads bit-identical', (t) => {
   for (const r of numericChecks()) t.ok(r.ok, `${r.label} (${r.detail})`);
+  t.end();
+});
+
+test('matmulMixed: float16 / bfloat16 operands widened while packed, vs float64 of the widened values', async (t) => {
+  const { encode, decode } = require('../dist/dtype');
+  // half operands: random values rounded to the dtype; the reference multiplies their exact float32 values
+  const halfOf = (dt, f32) => ({ bits: encode(dt, f32), wide: Float32Array.from(decode(dt, encode(dt, f32), f32.length)) });
+  const cases = [
+    // [M, N, K, tA, tB, batch, sA mode, aDtype, bDtype]
+    [1, 300, 257, false, false, 1, 'bfloat16', 'float32'],
+    [7, 65, 130, false, true, 2, 'float32', 'bfloat16'],
+    [33, 40, 300, true, false, 3, 'float16', 'float16'],
+    [200, 129, 70, false, false, 1, 'bfloat16', 'bfloat16'],
+    [64, 17, 513, true, true, 2, 'float16', 'float32'],
+  ];
+  let seed = 4000;
+  for (const [M, N, K, tA, tB, batch, da, db] of cases) {
+    const rand = rng(seed++);
+    const fa = Float32Array.from({ length: batch * M * K }, () => rand());
+    const fb = Float32Array.from({ length: batch * K * N }, () => rand());
+    const A = da === 'float32' ? { bits: fa, wide: fa } : halfOf(da, fa);
+    const B = db === 'float32' ? { bits: fb, wide: fb } : halfOf(db, fb);
+    const out = new Float32Array(batch * M * N + 4).fill(NaN);
+    const args = [A.bits, B.bits, out, batch, M, N, K, M * K, K * N, tA, tB, da, db];
+    nat.matmulMixed(...args);
+    const r = compare(out, refMatmul(A.wide, B.wide, batch, M, N, K, M * K, K * N, tA, tB));
+    const label = `${M}x${N}x${K} tA=${tA} tB=${tB} batch ${batch} ${da} x ${db}`;
+    t.ok(r.ok && tailUntouched(out, batch * M * N), `${label} (rel=${r.rel.toExponential(2)})`);
+    // the float32 path on the widened values, packed the same way: close (order may differ for small M)
+    const f = new Float32Array(batch * M * N);
+    nat.matmulF32(A.wide, B.wide, f, batch, M, N, K, M * K, K * N, tA, tB);
+    t.ok(compare(out, refMatmul(A.wide, B.wide, batch, M, N, K, M * K, K * N, tA, tB)).ok && compare(f, refMatmul(A.wide, B.wide, batch, M, N, K, M * K, K * N, tA, tB)).ok, `${label}: agrees with matmulF32 on the widened values`);
+    const outAsync = new Float32Array(batch * M * N + 4).fill(NaN);
+    await nat.matmulMixedAsync(A.bits, B.bits, outAsync, ...args.slice(3));
+    t.ok(outAsync.subarray(0, batch * M * N).every((v, i) => Object.is(v, out[i])), `${label}: async gives the same bits`);
+  }
+  // bad input: dtype names, array types, lengths, overlap
+  const h = new Uint16Array(12), f = new Float32Array(12), o = new Float32Array(9);
+  const base = [h, f, o, 1, 3, 3, 4, 0, 0, false, false, 'bfloat16', 'float32'];
+  const bad = (i, v, what, type = RangeError) => {
+    const a = base.slice();
+    a[i] = v;
+    t.throws(() => nat.matmulMixed(...a), type, what);
+  };
+  nat.matmulMixed(...base);
+  t.pass('a well-formed call runs');
+  bad(11, 'int8', 'aDtype int8');
+  bad(12, 7, 'bDtype not a string', TypeError);
+  bad(0, f, 'bfloat16 a given as a Float32Array', TypeError);
+  bad(1, h, 'float32 b given as a Uint16Array', TypeError);
+  bad(0, new Uint16Array(11), 'a too short');
+  bad(2, new Float32Array(8), 'out too short');
+  const shared = new ArrayBuffer(36);
+  t.throws(() => nat.matmulMixed(new Uint16Array(shared, 0, 12), f, new Float32Array(shared, 0, 9), ...base.slice(3)), RangeError, 'out overlapping a half operand');
+  t.throws(() => nat.matmulMixed(...base.slice(0, 12)), TypeError, 'wrong argument count');
   t.end();
 });
 

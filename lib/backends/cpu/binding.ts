@@ -13,6 +13,12 @@ export interface CpuBinding {
     strideA: number, strideB: number, transA: boolean, transB: boolean): void;
   matmulF32Async(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
     strideA: number, strideB: number, transA: boolean, transB: boolean): Promise<void>;
+  /** float16/bfloat16 operands as raw bits (Uint16Array), widened while packed; float32 as Float32Array.
+   *  Optional: an older prebuilt addon lacks it (half operands are then widened in JS first). */
+  matmulMixed?(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, batch: number, M: number, N: number,
+    K: number, strideA: number, strideB: number, transA: boolean, transB: boolean, aDtype: string, bDtype: string): void;
+  matmulMixedAsync?(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, batch: number, M: number, N: number,
+    K: number, strideA: number, strideB: number, transA: boolean, transB: boolean, aDtype: string, bDtype: string): Promise<void>;
   attentionF32(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, B: number, Hq: number, Hkv: number,
     Sq: number, Sk: number, D: number, Dv: number, scale: number, causal: boolean, kvOffset: number): void;
   attentionF32Async(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, B: number, Hq: number, Hkv: number,

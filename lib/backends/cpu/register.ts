@@ -13,18 +13,25 @@ import { CpuBinding, QgemmPacked, loadCpuBinding } from './binding';
 
 const NATIVE_DTYPES = new Set<DType>(['float32', 'float16', 'bfloat16']);
 
-interface Operand { data: Float32Array; trans: boolean }
+type GemmDtype = 'float32' | 'float16' | 'bfloat16';
+interface Operand { data: Float32Array | Uint16Array; trans: boolean; dtype: GemmDtype }
 
-/** t viewed as [..., R, C]: its float32 data and whether the last two dims are stored transposed. */
-function operand(t: Tensor): Operand {
-  if (t.dtype === 'float32' && t.ndim >= 2 && !t.isContiguous()) {
+const isHalf = (t: Tensor) => t.dtype === 'float16' || t.dtype === 'bfloat16';
+
+/** t viewed as [..., R, C]: its data and whether the last two dims are stored transposed. With `raw` (the
+ *  addon widens half operands while packing) float16/bfloat16 stay raw bits; otherwise they are widened here. */
+function operand(t: Tensor, raw: boolean): Operand {
+  const keep = t.dtype === 'float32' || (raw && isHalf(t));
+  const dtype: GemmDtype = keep ? (t.dtype as GemmDtype) : 'float32';
+  if (keep && t.ndim >= 2 && !t.isContiguous()) {
     const tt = t.transpose(-2, -1);
     const whole = tt.isContiguous() && tt.offset === 0 && tt._s.numel === tt.size;
-    const data = whole ? (hostStorage(tt) as Float32Array) : null;
+    const data = whole ? (hostStorage(tt) as Float32Array | Uint16Array) : null;
     tt.dispose();
-    if (data) return { data, trans: true };
+    if (data) return { data, trans: true, dtype };
   }
-  return { data: f32View(t), trans: false };
+  if (keep && dtype !== 'float32') return { data: hostStorage(t) as Uint16Array, trans: false, dtype };
+  return { data: f32View(t), trans: false, dtype: 'float32' };
 }
 
 function prod(s: readonly number[]): number {
@@ -32,7 +39,8 @@ function prod(s: readonly number[]): number {
 }
 
 interface MatmulPlan {
-  args: [Float32Array, Float32Array, Float32Array, number, number, number, number, number, number, boolean, boolean];
+  args: [Float32Array | Uint16Array, Float32Array | Uint16Array, Float32Array, number, number, number, number, number, number, boolean, boolean];
+  dtypes: [GemmDtype, GemmDtype];
   out: Float32Array;
   shape: number[];
 }
@@ -55,7 +63,7 @@ function result(out: Float32Array, shape: number[], dtype: DType): Tensor {
   return dtype === 'float32' ? Tensor._fromHost('float32', shape, out) : fromOut({ data: out, shape }, dtype);
 }
 
-function planMatmul(a: Tensor, b: Tensor, outShape: number[]): MatmulPlan {
+function planMatmul(a: Tensor, b: Tensor, outShape: number[], raw: boolean): MatmulPlan {
   // 1-D operands as torch does: a [K] -> [1, K], b [K] -> [K, 1]; the output shape already drops them
   const A = a.ndim === 1 ? a.reshape(1, a.shape[0]) : a;
   const Bt = b.ndim === 1 ? b.reshape(b.shape[0], 1) : b;
@@ -70,17 +78,18 @@ function planMatmul(a: Tensor, b: Tensor, outShape: number[]): MatmulPlan {
   let eb = Bt;
   if (prod(aBatch) !== batch && prod(aBatch) !== 1) ea = A.expand([...batchShape, M, K]).contiguous();
   if (prod(bBatch) !== batch && prod(bBatch) !== 1) eb = Bt.expand([...batchShape, K, N]).contiguous();
-  const oa = operand(ea);
-  const ob = operand(eb);
+  const oa = operand(ea, raw);
+  const ob = operand(eb, raw);
+  const dtypes: [GemmDtype, GemmDtype] = [oa.dtype, ob.dtype];
   const strideA = prod(ea.shape.slice(0, -2)) === 1 ? 0 : M * K;
   const strideB = prod(eb.shape.slice(0, -2)) === 1 ? 0 : K * N;
   for (const t of [A, Bt, ea, eb]) if (t !== a && t !== b) t.dispose();
   const out = outBuffer(batch * M * N);
   // a shared weight with an untransposed A: one tall GEMM instead of `batch` small ones
   if (strideB === 0 && strideA !== 0 && !oa.trans) {
-    return { args: [oa.data, ob.data, out, 1, batch * M, N, K, 0, 0, false, ob.trans], out, shape: outShape };
+    return { args: [oa.data, ob.data, out, 1, batch * M, N, K, 0, 0, false, ob.trans], dtypes, out, shape: outShape };
   }
-  return { args: [oa.data, ob.data, out, batch, M, N, K, strideA, strideB, oa.trans, ob.trans], out, shape: outShape };
+  return { args: [oa.data, ob.data, out, batch, M, N, K, strideA, strideB, oa.trans, ob.trans], dtypes, out, shape: outShape };
 }
 
 function native(op: string, f: () => void): void {
@@ -176,20 +185,32 @@ export function registerCpuBackend(): void {
   const info = nb.info();
   setBackendInfo({ name: 'cpu', device: 'cpu', available: true, reason: '', detail: { ...info } });
 
+  // float16/bfloat16 operands go to the addon as raw bits, widened while packed (matmulMixed)
+  const raw = typeof nb.matmulMixed === 'function' && typeof nb.matmulMixedAsync === 'function';
+  const gemmVariant = (inputs: Tensor[]) => (raw && inputs.some(isHalf) ? `gemm_half_packed_${info.simd}` : `gemm_f32_${info.simd}`);
+  const runPlan = (p: MatmulPlan): void => {
+    if (p.dtypes[0] === 'float32' && p.dtypes[1] === 'float32') nb.matmulF32(...(p.args as Parameters<CpuBinding['matmulF32']>));
+    else nb.matmulMixed!(...p.args, ...p.dtypes);
+  };
+  const runPlanAsync = (p: MatmulPlan): Promise<void> =>
+    p.dtypes[0] === 'float32' && p.dtypes[1] === 'float32'
+      ? nb.matmulF32Async(...(p.args as Parameters<CpuBinding['matmulF32Async']>))
+      : nb.matmulMixedAsync!(...p.args, ...p.dtypes);
+
   registerKernel({
     op: 'matmul',
     backend: 'cpu',
-    variant: () => `gemm_f32_${info.simd}`,
+    variant: gemmVariant,
     supports: matmulSupports,
     run(inputs, attrs) {
-      const p = planMatmul(inputs[0], inputs[1], attrs.shape);
-      native('matmul', () => nb.matmulF32(...p.args));
+      const p = planMatmul(inputs[0], inputs[1], attrs.shape, raw);
+      native('matmul', () => runPlan(p));
       return result(p.out, p.shape, attrs.outDtype);
     },
     async runAsync(inputs, attrs) {
-      const p = planMatmul(inputs[0], inputs[1], attrs.shape);
+      const p = planMatmul(inputs[0], inputs[1], attrs.shape, raw);
       try {
-        await nb.matmulF32Async(...p.args);
+        await runPlanAsync(p);
       } catch (e) {
         throw new TesseraError('E_NATIVE', 'matmul', (e as Error).message);
       }
@@ -200,7 +221,7 @@ export function registerCpuBackend(): void {
   registerKernel({
     op: 'linear',
     backend: 'cpu',
-    variant: () => `gemm_f32_${info.simd}`,
+    variant: gemmVariant,
     supports: (inputs, attrs) => matmulSupports(inputs, attrs),
     run(inputs, attrs) {
       const [x, w, b] = inputs;
@@ -208,7 +229,12 @@ export function registerCpuBackend(): void {
       const N = w.shape[0];
       const M = x.size / K;
       const out = outBuffer(M * N);
-      native('linear', () => nb.matmulF32(f32View(x), f32View(w), out, 1, M, N, K, 0, 0, false, true));
+      // x [..., K] as M x K rows (contiguous data); w [N, K], whose transposed storage operand() may find
+      const ox: Operand = raw && isHalf(x) ? { data: hostStorage(x) as Uint16Array, trans: false, dtype: x.dtype as GemmDtype } : { data: f32View(x), trans: false, dtype: 'float32' };
+      const ow = operand(w, raw);
+      // w [N, K] as B = w^T: stored transposed, unless operand() found w itself stored transposed
+      const args = [ox.data, ow.data, out, 1, M, N, K, 0, 0, false, !ow.trans] as MatmulPlan['args'];
+      native('linear', () => runPlan({ args, dtypes: [ox.dtype, ow.dtype], out, shape: [] }));
       if (b) {
         const bias = f32View(b);
         for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) out[i * N + j] += bias[j];
