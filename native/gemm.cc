@@ -1,6 +1,8 @@
 // gemm: batched f32 GEMM, out[b] = op(A[b]) @ op(B[b]), row-major, overwrite.
 // gemm_mixed: the same with float16 / bfloat16 operands (raw bits), widened to float32 while they
-// are packed (pack_half, exact) and always through gemm_packed; f32 accumulation and output.
+// are packed (pack_half, exact) and then through gemm_packed; f32 accumulation and output. Except
+// decode against bfloat16 Linear weights (M <= 4, float32 x, B [N][K]): dot products with B widened
+// in registers, no packing (1x4096x4096: 0.94 ms vs 2.65 ms for float32 weights, 2 threads).
 //
 // Paths, by M (after folding a broadcast-B batch into M):
 //   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed whole
@@ -419,6 +421,25 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
   }
   static const detail::gemm_kernel_info kern = select_kernel();
   const gemm_f32_shape& s = shape;
+  const bool pool = num_threads() > 1;
+  constexpr double k_parallel_flops = 1 << 21;
+  const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
+  // Decode GEMV against bfloat16 Linear weights: no packing, B widened in registers (half the bytes).
+  static const bool avx2 = active_simd() == simd_level::avx2_fma;
+  if (avx2 && s.m <= detail::k_small_m && a_src == gemm_src::f32 && b_src == gemm_src::bf16 &&
+      s.trans_b && !s.trans_a) {
+    const float* af = static_cast<const float*>(a);
+    const uint16_t* bh = static_cast<const uint16_t*>(b);
+    constexpr int64_t chunk = 64;
+    const int64_t n_chunks = ceil_div(s.n, chunk);
+    run_tasks(pool && flops * s.batch >= k_parallel_flops, s.batch * n_chunks, [&](int64_t t) {
+      const int64_t bi = t / n_chunks;
+      const int64_t j0 = (t % n_chunks) * chunk;
+      detail::gemm_small_m_bf16_avx2(out + bi * s.m * s.n, af + bi * s.stride_a, s.k, static_cast<int>(s.m),
+                                     bh + bi * s.stride_b, s.n, s.k, j0, std::min(s.n, j0 + chunk));
+    });
+    return;
+  }
   auto view = [](const void* p, gemm_src src, int64_t off, int64_t rs, int64_t cs) {
     mat_view v{nullptr, rs, cs};
     if (src == gemm_src::f32) {
@@ -429,9 +450,6 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
     }
     return v;
   };
-  const bool pool = num_threads() > 1;
-  constexpr double k_parallel_flops = 1 << 21;
-  const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
   auto one = [&](int64_t bi, bool parallel) {
     const mat_view av = s.trans_a ? view(a, a_src, bi * s.stride_a, 1, s.m) : view(a, a_src, bi * s.stride_a, s.k, 1);
     const mat_view bv = s.trans_b ? view(b, b_src, bi * s.stride_b, 1, s.k) : view(b, b_src, bi * s.stride_b, s.n, 1);

@@ -85,6 +85,12 @@ bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int
                        const float* b, int64_t n, int64_t k, bool trans_b, int64_t j0,
                        int64_t j1);
 
+// Small-M GEMV-like path with float32 A (rows contiguous, row stride a_rs) and bfloat16 B stored
+// [n][k] (trans_b: a Linear weight): c[i][j] = dot(A row i, B row j) for j in [j0, j1), B widened in
+// registers. m <= k_small_m. Returns false if not built for x86-64.
+bool gemm_small_m_bf16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
+                            int64_t n, int64_t k, int64_t j0, int64_t j1);
+
 }  // namespace detail
 
 }  // namespace tessera

@@ -211,7 +211,65 @@ __attribute__((target("avx2,fma"))) void axpy_rows(float* c, int64_t ldc, const 
   }
 }
 
+// 8 bfloat16 values widened to float32 (exact: shift into the high half).
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 widen_bf16x8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// R rows x C columns of dot products along K, B rows bfloat16 ([n][k]): dot_tile with the B loads
+// widened in registers, so the decode GEMV streams half the bytes of float32 weights. K tail scalar.
+template <int R, int C>
+__attribute__((target("avx2,fma"), always_inline)) inline void dot_tile_bf16(
+    float* c, int64_t ldc, const float* a, int64_t lda, const uint16_t* b, int64_t k) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
+  const int64_t k8 = k & ~int64_t{7};
+  for (int64_t x = 0; x < k8; x += 8) {
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a + r * lda + x);
+    for (int j = 0; j < C; ++j) {
+      const __m256 bv = widen_bf16x8(b + j * k + x);
+      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) {
+      float s = hsum(acc[r][j]);
+      for (int64_t x = k8; x < k; ++x) {
+        const uint32_t bits = static_cast<uint32_t>(b[j * k + x]) << 16;
+        float bx;
+        __builtin_memcpy(&bx, &bits, 4);
+        s += a[r * lda + x] * bx;
+      }
+      c[r * ldc + j] = s;
+    }
+}
+
+template <int R>
+__attribute__((target("avx2,fma"))) void dot_rows_bf16(float* c, int64_t ldc, const float* a,
+                                                       int64_t lda, const uint16_t* b, int64_t k,
+                                                       int64_t j0, int64_t j1) {
+  constexpr int C = R == 1 ? 8 : R == 2 ? 4 : R == 3 ? 4 : 2;
+  int64_t j = j0;
+  for (; j + C <= j1; j += C) dot_tile_bf16<R, C>(c + j, ldc, a, lda, b + j * k, k);
+  for (; j < j1; ++j) dot_tile_bf16<R, 1>(c + j, ldc, a, lda, b + j * k, k);
+}
+
 }  // namespace
+
+bool gemm_small_m_bf16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
+                            int64_t n, int64_t k, int64_t j0, int64_t j1) {
+  switch (m) {
+    case 1: dot_rows_bf16<1>(c, n, a, a_rs, b, k, j0, j1); break;
+    case 2: dot_rows_bf16<2>(c, n, a, a_rs, b, k, j0, j1); break;
+    case 3: dot_rows_bf16<3>(c, n, a, a_rs, b, k, j0, j1); break;
+    case 4: dot_rows_bf16<4>(c, n, a, a_rs, b, k, j0, j1); break;
+    default: return false;
+  }
+  return true;
+}
 
 gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
 
@@ -290,6 +348,10 @@ namespace tessera {
 namespace detail {
 gemm_kernel_info gemm_kernel_avx2() { return {0, 0, nullptr}; }
 bool gemm_pack_a6_avx2(float*, const float*, int64_t, int64_t) { return false; }
+bool gemm_small_m_bf16_avx2(float*, const float*, int64_t, int, const uint16_t*, int64_t, int64_t, int64_t,
+                            int64_t) {
+  return false;
+}
 bool gemm_small_m_avx2(float*, const float*, int64_t, int64_t, int, const float*, int64_t, int64_t,
                        bool, int64_t, int64_t) {
   return false;

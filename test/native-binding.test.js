@@ -285,6 +285,10 @@ test('matmulMixed: float16 / bfloat16 operands widened while packed, vs float64 
     [33, 40, 300, true, false, 3, 'float16', 'float16'],
     [200, 129, 70, false, false, 1, 'bfloat16', 'bfloat16'],
     [64, 17, 513, true, true, 2, 'float16', 'float32'],
+    // float32 x with bfloat16 weights [N, K] at M <= 4: the unpacked GEMV path (K tails, N not a multiple of 8)
+    [1, 1000, 4100, false, true, 1, 'float32', 'bfloat16'],
+    [3, 70, 259, false, true, 2, 'float32', 'bfloat16'],
+    [4, 9, 7, false, true, 3, 'float32', 'bfloat16'],
   ];
   let seed = 4000;
   for (const [M, N, K, tA, tB, batch, da, db] of cases) {

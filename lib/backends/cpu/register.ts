@@ -187,7 +187,7 @@ export function registerCpuBackend(): void {
 
   // float16/bfloat16 operands go to the addon as raw bits, widened while packed (matmulMixed)
   const raw = typeof nb.matmulMixed === 'function' && typeof nb.matmulMixedAsync === 'function';
-  const gemmVariant = (inputs: Tensor[]) => (raw && inputs.some(isHalf) ? `gemm_half_packed_${info.simd}` : `gemm_f32_${info.simd}`);
+  const gemmVariant = (inputs: Tensor[]) => (raw && inputs.some(isHalf) ? `gemm_half_${info.simd}` : `gemm_f32_${info.simd}`);
   const runPlan = (p: MatmulPlan): void => {
     if (p.dtypes[0] === 'float32' && p.dtypes[1] === 'float32') nb.matmulF32(...(p.args as Parameters<CpuBinding['matmulF32']>));
     else nb.matmulMixed!(...p.args, ...p.dtypes);
