@@ -114,10 +114,36 @@ __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 x) {
   return _mm_cvtss_f32(s);
 }
 
-// R rows x C columns of dot products over k (B rows j .. j+C-1 of a [n][k] B).
-template <int R, int C>
+// 8 bfloat16 values widened to float32 (exact: shift into the high half).
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 widen_bf16x8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// 8 B values as float32, and the first n < 8 of them with zeros after (K tails).
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b8(const uint16_t* p) {
+  return widen_bf16x8(p);
+}
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b_tail(const float* p, int64_t n,
+                                                                             __m256i mask) {
+  (void)n;
+  return _mm256_maskload_ps(p, mask);
+}
+__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b_tail(const uint16_t* p, int64_t n,
+                                                                             __m256i) {
+  uint16_t t[8] = {};
+  for (int64_t i = 0; i < n; ++i) t[i] = p[i];
+  return widen_bf16x8(t);
+}
+
+// R rows x C columns of dot products over k (B rows j .. j+C-1 of a [n][k] B). B float32, or
+// bfloat16 widened in registers (the decode GEMV then streams half the bytes of float32 weights).
+template <int R, int C, class BT>
 __attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
-    float* c, int64_t ldc, const float* a, int64_t lda, const float* b, int64_t k) {
+    float* c, int64_t ldc, const float* a, int64_t lda, const BT* b, int64_t k) {
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
@@ -126,7 +152,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
     __m256 av[R];
     for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a + r * lda + x);
     for (int j = 0; j < C; ++j) {
-      const __m256 bv = _mm256_loadu_ps(b + j * k + x);
+      const __m256 bv = load_b8(b + j * k + x);
       for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
     }
   }
@@ -135,7 +161,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
     __m256 av[R];
     for (int r = 0; r < R; ++r) av[r] = _mm256_maskload_ps(a + r * lda + k8, mask);
     for (int j = 0; j < C; ++j) {
-      const __m256 bv = _mm256_maskload_ps(b + j * k + k8, mask);
+      const __m256 bv = load_b_tail(b + j * k + k8, k - k8, mask);
       for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
     }
   }
@@ -143,15 +169,30 @@ __attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
     for (int j = 0; j < C; ++j) c[r * ldc + j] = hsum(acc[r][j]);
 }
 
-// C columns per tile keeps accumulators + A vectors + 1 B vector within 16 ymm.
-template <int R>
+// C columns per tile keeps accumulators + A vectors + 1 B vector within 16 ymm. B rows float32 or
+// bfloat16 (BT = uint16_t).
+template <int R, class BT>
 __attribute__((target("avx2,fma"))) void dot_rows(float* c, int64_t ldc, const float* a,
-                                                  int64_t lda, const float* b, int64_t k,
+                                                  int64_t lda, const BT* b, int64_t k,
                                                   int64_t j0, int64_t j1) {
   constexpr int C = R == 1 ? 8 : R == 2 ? 4 : R == 3 ? 4 : 2;
   int64_t j = j0;
   for (; j + C <= j1; j += C) dot_tile<R, C>(c + j, ldc, a, lda, b + j * k, k);
   for (; j < j1; ++j) dot_tile<R, 1>(c + j, ldc, a, lda, b + j * k, k);
+}
+
+// m (1..4) rows of dot products over columns [j0, j1); false for other m.
+template <class BT>
+bool dot_rows_m(float* c, int64_t ldc, const float* a, int64_t lda, int m, const BT* b, int64_t k,
+                int64_t j0, int64_t j1) {
+  switch (m) {
+    case 1: dot_rows<1>(c, ldc, a, lda, b, k, j0, j1); break;
+    case 2: dot_rows<2>(c, ldc, a, lda, b, k, j0, j1); break;
+    case 3: dot_rows<3>(c, ldc, a, lda, b, k, j0, j1); break;
+    case 4: dot_rows<4>(c, ldc, a, lda, b, k, j0, j1); break;
+    default: return false;
+  }
+  return true;
 }
 
 // c[0..R)[cols of W vectors] (+)= sum over 4 (or p_n < 4) rows of B of A(r, p) * B[p][:].
@@ -211,64 +252,13 @@ __attribute__((target("avx2,fma"))) void axpy_rows(float* c, int64_t ldc, const 
   }
 }
 
-// 8 bfloat16 values widened to float32 (exact: shift into the high half).
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 widen_bf16x8(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 
-// R rows x C columns of dot products along K, B rows bfloat16 ([n][k]): dot_tile with the B loads
-// widened in registers, so the decode GEMV streams half the bytes of float32 weights. K tail scalar.
-template <int R, int C>
-__attribute__((target("avx2,fma"), always_inline)) inline void dot_tile_bf16(
-    float* c, int64_t ldc, const float* a, int64_t lda, const uint16_t* b, int64_t k) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
-  const int64_t k8 = k & ~int64_t{7};
-  for (int64_t x = 0; x < k8; x += 8) {
-    __m256 av[R];
-    for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a + r * lda + x);
-    for (int j = 0; j < C; ++j) {
-      const __m256 bv = widen_bf16x8(b + j * k + x);
-      for (int r = 0; r < R; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) {
-      float s = hsum(acc[r][j]);
-      for (int64_t x = k8; x < k; ++x) {
-        const uint32_t bits = static_cast<uint32_t>(b[j * k + x]) << 16;
-        float bx;
-        __builtin_memcpy(&bx, &bits, 4);
-        s += a[r * lda + x] * bx;
-      }
-      c[r * ldc + j] = s;
-    }
-}
-
-template <int R>
-__attribute__((target("avx2,fma"))) void dot_rows_bf16(float* c, int64_t ldc, const float* a,
-                                                       int64_t lda, const uint16_t* b, int64_t k,
-                                                       int64_t j0, int64_t j1) {
-  constexpr int C = R == 1 ? 8 : R == 2 ? 4 : R == 3 ? 4 : 2;
-  int64_t j = j0;
-  for (; j + C <= j1; j += C) dot_tile_bf16<R, C>(c + j, ldc, a, lda, b + j * k, k);
-  for (; j < j1; ++j) dot_tile_bf16<R, 1>(c + j, ldc, a, lda, b + j * k, k);
-}
 
 }  // namespace
 
 bool gemm_small_m_bf16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
                             int64_t n, int64_t k, int64_t j0, int64_t j1) {
-  switch (m) {
-    case 1: dot_rows_bf16<1>(c, n, a, a_rs, b, k, j0, j1); break;
-    case 2: dot_rows_bf16<2>(c, n, a, a_rs, b, k, j0, j1); break;
-    case 3: dot_rows_bf16<3>(c, n, a, a_rs, b, k, j0, j1); break;
-    case 4: dot_rows_bf16<4>(c, n, a, a_rs, b, k, j0, j1); break;
-    default: return false;
-  }
-  return true;
+  return dot_rows_m(c, n, a, a_rs, m, b, k, j0, j1);
 }
 
 gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
@@ -319,16 +309,7 @@ __attribute__((target("avx2,fma"))) bool gemm_pack_a6_avx2(float* dst, const flo
 bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int m,
                        const float* b, int64_t n, int64_t k, bool trans_b, int64_t j0,
                        int64_t j1) {
-  if (trans_b) {
-    switch (m) {
-      case 1: dot_rows<1>(c, n, a, a_rs, b, k, j0, j1); break;
-      case 2: dot_rows<2>(c, n, a, a_rs, b, k, j0, j1); break;
-      case 3: dot_rows<3>(c, n, a, a_rs, b, k, j0, j1); break;
-      case 4: dot_rows<4>(c, n, a, a_rs, b, k, j0, j1); break;
-      default: return false;
-    }
-    return true;
-  }
+  if (trans_b) return dot_rows_m(c, n, a, a_rs, m, b, k, j0, j1);
   switch (m) {
     case 1: axpy_rows<1>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
     case 2: axpy_rows<2>(c, n, a, a_rs, a_cs, b, n, k, j0, j1); break;
