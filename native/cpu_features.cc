@@ -36,6 +36,15 @@ simd_level active_simd() {
   return level;
 }
 
+bool cpu_has_f16c() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  static const bool has = active_simd() == simd_level::avx2_fma && __builtin_cpu_supports("f16c");
+  return has;
+#else
+  return false;
+#endif
+}
+
 const char* simd_name(simd_level level) {
   return level == simd_level::avx2_fma ? "avx2+fma" : "generic";
 }

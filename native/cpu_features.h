@@ -13,6 +13,9 @@ enum class simd_level { generic, avx2_fma };
 // Selected level: CPU support AND not overridden by TESSERA_SIMD=generic.
 simd_level active_simd();
 
+// F16C (float16 <-> float32 conversions) next to the selected AVX2 level; false on the generic path.
+bool cpu_has_f16c();
+
 // "avx2+fma" or "generic".
 const char* simd_name(simd_level level);
 

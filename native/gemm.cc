@@ -1,7 +1,7 @@
 // gemm: batched f32 GEMM, out[b] = op(A[b]) @ op(B[b]), row-major, overwrite.
 // gemm_mixed: the same with float16 / bfloat16 operands (raw bits), widened to float32 while they
 // are packed (pack_half, exact) and then through gemm_packed; f32 accumulation and output. Except
-// decode against bfloat16 Linear weights (M <= 4, float32 x, B [N][K]): dot products with B widened
+// decode against bfloat16 / float16 (F16C) Linear weights (M <= 4, float32 x, B [N][K]): dot products with B widened
 // in registers, no packing (1x4096x4096: 0.94 ms vs 2.65 ms for float32 weights, 2 threads).
 //
 // Paths, by M (after folding a broadcast-B batch into M):
@@ -424,10 +424,11 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
   const bool pool = num_threads() > 1;
   constexpr double k_parallel_flops = 1 << 21;
   const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
-  // Decode GEMV against bfloat16 Linear weights: no packing, B widened in registers (half the bytes).
+  // Decode GEMV against float16/bfloat16 Linear weights: no packing, B widened in registers (half the bytes).
   static const bool avx2 = active_simd() == simd_level::avx2_fma;
-  if (avx2 && s.m <= detail::k_small_m && a_src == gemm_src::f32 && b_src == gemm_src::bf16 &&
-      s.trans_b && !s.trans_a) {
+  const bool half_b = b_src == gemm_src::bf16 || (b_src == gemm_src::f16 && cpu_has_f16c());
+  if (avx2 && s.m <= detail::k_small_m && a_src == gemm_src::f32 && half_b && s.trans_b && !s.trans_a) {
+    const auto gemv = b_src == gemm_src::bf16 ? &detail::gemm_small_m_bf16_avx2 : &detail::gemm_small_m_f16_avx2;
     const float* af = static_cast<const float*>(a);
     const uint16_t* bh = static_cast<const uint16_t*>(b);
     constexpr int64_t chunk = 64;
@@ -435,8 +436,8 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
     run_tasks(pool && flops * s.batch >= k_parallel_flops, s.batch * n_chunks, [&](int64_t t) {
       const int64_t bi = t / n_chunks;
       const int64_t j0 = (t % n_chunks) * chunk;
-      detail::gemm_small_m_bf16_avx2(out + bi * s.m * s.n, af + bi * s.stride_a, s.k, static_cast<int>(s.m),
-                                     bh + bi * s.stride_b, s.n, s.k, j0, std::min(s.n, j0 + chunk));
+      gemv(out + bi * s.m * s.n, af + bi * s.stride_a, s.k, static_cast<int>(s.m), bh + bi * s.stride_b,
+           s.n, s.k, j0, std::min(s.n, j0 + chunk));
     });
     return;
   }

@@ -90,6 +90,9 @@ bool gemm_small_m_avx2(float* c, const float* a, int64_t a_rs, int64_t a_cs, int
 // registers. m <= k_small_m. Returns false if not built for x86-64.
 bool gemm_small_m_bf16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
                             int64_t n, int64_t k, int64_t j0, int64_t j1);
+// The same with float16 B (F16C conversion: call only when cpu_has_f16c()).
+bool gemm_small_m_f16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
+                           int64_t n, int64_t k, int64_t j0, int64_t j1);
 
 }  // namespace detail
 

@@ -115,34 +115,48 @@ __attribute__((target("avx2,fma"), always_inline)) inline float hsum(__m256 x) {
 }
 
 // 8 bfloat16 values widened to float32 (exact: shift into the high half).
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 widen_bf16x8(const uint16_t* p) {
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 widen_bf16x8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+// IEEE float16 bits (a distinct pointer type selects the F16C conversion).
+struct f16_bits {
+  uint16_t v;
+};
+
 // 8 B values as float32, and the first n < 8 of them with zeros after (K tails).
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b8(const float* p) {
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b8(const float* p) {
   return _mm256_loadu_ps(p);
 }
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b8(const uint16_t* p) {
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b8(const uint16_t* p) {
   return widen_bf16x8(p);
 }
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b_tail(const float* p, int64_t n,
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b8(const f16_bits* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b_tail(const float* p, int64_t n,
                                                                              __m256i mask) {
   (void)n;
   return _mm256_maskload_ps(p, mask);
 }
-__attribute__((target("avx2,fma"), always_inline)) inline __m256 load_b_tail(const uint16_t* p, int64_t n,
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b_tail(const uint16_t* p, int64_t n,
                                                                              __m256i) {
   uint16_t t[8] = {};
   for (int64_t i = 0; i < n; ++i) t[i] = p[i];
   return widen_bf16x8(t);
 }
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load_b_tail(const f16_bits* p, int64_t n,
+                                                                                  __m256i) {
+  f16_bits t[8] = {};
+  for (int64_t i = 0; i < n; ++i) t[i] = p[i];
+  return load_b8(t);
+}
 
 // R rows x C columns of dot products over k (B rows j .. j+C-1 of a [n][k] B). B float32, or
 // bfloat16 widened in registers (the decode GEMV then streams half the bytes of float32 weights).
 template <int R, int C, class BT>
-__attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline void dot_tile(
     float* c, int64_t ldc, const float* a, int64_t lda, const BT* b, int64_t k) {
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r)
@@ -172,7 +186,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void dot_tile(
 // C columns per tile keeps accumulators + A vectors + 1 B vector within 16 ymm. B rows float32 or
 // bfloat16 (BT = uint16_t).
 template <int R, class BT>
-__attribute__((target("avx2,fma"))) void dot_rows(float* c, int64_t ldc, const float* a,
+__attribute__((target("avx2,fma,f16c"))) void dot_rows(float* c, int64_t ldc, const float* a,
                                                   int64_t lda, const BT* b, int64_t k,
                                                   int64_t j0, int64_t j1) {
   constexpr int C = R == 1 ? 8 : R == 2 ? 4 : R == 3 ? 4 : 2;
@@ -261,6 +275,11 @@ bool gemm_small_m_bf16_avx2(float* c, const float* a, int64_t a_rs, int m, const
   return dot_rows_m(c, n, a, a_rs, m, b, k, j0, j1);
 }
 
+bool gemm_small_m_f16_avx2(float* c, const float* a, int64_t a_rs, int m, const uint16_t* b,
+                           int64_t n, int64_t k, int64_t j0, int64_t j1) {
+  return dot_rows_m(c, n, a, a_rs, m, reinterpret_cast<const f16_bits*>(b), k, j0, j1);
+}
+
 gemm_kernel_info gemm_kernel_avx2() { return {6, 16, &kernel_6x16}; }
 
 // 8 columns at a time: the 6 rows (plus 2 zero rows) go through an 8x8 transpose and
@@ -331,6 +350,10 @@ gemm_kernel_info gemm_kernel_avx2() { return {0, 0, nullptr}; }
 bool gemm_pack_a6_avx2(float*, const float*, int64_t, int64_t) { return false; }
 bool gemm_small_m_bf16_avx2(float*, const float*, int64_t, int, const uint16_t*, int64_t, int64_t, int64_t,
                             int64_t) {
+  return false;
+}
+bool gemm_small_m_f16_avx2(float*, const float*, int64_t, int, const uint16_t*, int64_t, int64_t, int64_t,
+                           int64_t) {
   return false;
 }
 bool gemm_small_m_avx2(float*, const float*, int64_t, int64_t, int, const float*, int64_t, int64_t,

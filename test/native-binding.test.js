@@ -289,6 +289,8 @@ test('matmulMixed: float16 / bfloat16 operands widened while packed, vs float64 
     [1, 1000, 4100, false, true, 1, 'float32', 'bfloat16'],
     [3, 70, 259, false, true, 2, 'float32', 'bfloat16'],
     [4, 9, 7, false, true, 3, 'float32', 'bfloat16'],
+    [1, 513, 1030, false, true, 1, 'float32', 'float16'],
+    [2, 33, 15, false, true, 2, 'float32', 'float16'],
   ];
   let seed = 4000;
   for (const [M, N, K, tA, tB, batch, da, db] of cases) {
