@@ -120,15 +120,16 @@ struct matmul_call {
   gemm_f32_shape shape;
 };
 
-matmul_call parse_matmul(const Napi::CallbackInfo& info, const char* name) {
-  const arg_reader r(info, name,
-                     {"a", "b", "out", "batch", "M", "N", "K", "strideA", "strideB", "transA",
-                      "transB"});
-  matmul_call c;
-  c.a = r.float32_array(0);
-  c.b = r.float32_array(1);
-  c.out = r.float32_array(2);
-  gemm_f32_shape& s = c.shape;
+// Arguments 3..10 of matmulF32 / matmulMixed (batch, M, N, K, strides, transposes) and the element
+// counts they imply for a, b and out.
+struct matmul_dims {
+  gemm_f32_shape shape;
+  uint64_t need_a, need_b, need_out;
+};
+
+matmul_dims parse_matmul_dims(const arg_reader& r) {
+  matmul_dims d;
+  gemm_f32_shape& s = d.shape;
   s.batch = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
   s.m = r.integer(4, 1, k_max_dim, "[1, 2^31-1]");
   s.n = r.integer(5, 1, k_max_dim, "[1, 2^31-1]");
@@ -137,16 +138,28 @@ matmul_call parse_matmul(const Napi::CallbackInfo& info, const char* name) {
   s.stride_b = r.integer(8, 0, k_max_safe, "[0, 2^53-1]");
   s.trans_a = r.boolean(9);
   s.trans_b = r.boolean(10);
-
   const uint64_t batch_m1 = static_cast<uint64_t>(s.batch - 1);
-  const uint64_t need_a = size_add(size_mul(batch_m1, s.stride_a), size_mul(s.m, s.k));
-  const uint64_t need_b = size_add(size_mul(batch_m1, s.stride_b), size_mul(s.k, s.n));
-  const uint64_t need_out = size_mul(size_mul(s.batch, s.m), s.n);
-  r.require_length(0, c.a, need_a, "(batch-1)*strideA + M*K");
-  r.require_length(1, c.b, need_b, "(batch-1)*strideB + K*N");
-  r.require_length(2, c.out, need_out, "batch*M*N");
-  r.require_disjoint(2, c.out, need_out, 0, c.a, need_a);
-  r.require_disjoint(2, c.out, need_out, 1, c.b, need_b);
+  d.need_a = size_add(size_mul(batch_m1, s.stride_a), size_mul(s.m, s.k));
+  d.need_b = size_add(size_mul(batch_m1, s.stride_b), size_mul(s.k, s.n));
+  d.need_out = size_mul(size_mul(s.batch, s.m), s.n);
+  return d;
+}
+
+matmul_call parse_matmul(const Napi::CallbackInfo& info, const char* name) {
+  const arg_reader r(info, name,
+                     {"a", "b", "out", "batch", "M", "N", "K", "strideA", "strideB", "transA",
+                      "transB"});
+  matmul_call c;
+  c.a = r.float32_array(0);
+  c.b = r.float32_array(1);
+  c.out = r.float32_array(2);
+  const matmul_dims d = parse_matmul_dims(r);
+  c.shape = d.shape;
+  r.require_length(0, c.a, d.need_a, "(batch-1)*strideA + M*K");
+  r.require_length(1, c.b, d.need_b, "(batch-1)*strideB + K*N");
+  r.require_length(2, c.out, d.need_out, "batch*M*N");
+  r.require_disjoint(2, c.out, d.need_out, 0, c.a, d.need_a);
+  r.require_disjoint(2, c.out, d.need_out, 1, c.b, d.need_b);
   return c;
 }
 
@@ -328,19 +341,9 @@ matmul_mixed_call parse_matmul_mixed(const Napi::CallbackInfo& info, const char*
   c.a_src = parse_src(r, info, 11);
   c.b_src = parse_src(r, info, 12);
   c.out = r.float32_array(2);
-  gemm_f32_shape& s = c.shape;
-  s.batch = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
-  s.m = r.integer(4, 1, k_max_dim, "[1, 2^31-1]");
-  s.n = r.integer(5, 1, k_max_dim, "[1, 2^31-1]");
-  s.k = r.integer(6, 1, k_max_dim, "[1, 2^31-1]");
-  s.stride_a = r.integer(7, 0, k_max_safe, "[0, 2^53-1]");
-  s.stride_b = r.integer(8, 0, k_max_safe, "[0, 2^53-1]");
-  s.trans_a = r.boolean(9);
-  s.trans_b = r.boolean(10);
-  const uint64_t batch_m1 = static_cast<uint64_t>(s.batch - 1);
-  const uint64_t need_a = size_add(size_mul(batch_m1, s.stride_a), size_mul(s.m, s.k));
-  const uint64_t need_b = size_add(size_mul(batch_m1, s.stride_b), size_mul(s.k, s.n));
-  const uint64_t need_out = size_mul(size_mul(s.batch, s.m), s.n);
+  const matmul_dims d = parse_matmul_dims(r);
+  c.shape = d.shape;
+  const uint64_t need_out = d.need_out;
   r.require_length(2, c.out, need_out, "batch*M*N");
   auto operand = [&](size_t i, gemm_src src, uint64_t need, const char* formula, const void** data,
                      Napi::Object* object) {
@@ -358,8 +361,8 @@ matmul_mixed_call parse_matmul_mixed(const Napi::CallbackInfo& info, const char*
       *object = x.object;
     }
   };
-  operand(0, c.a_src, need_a, "(batch-1)*strideA + M*K", &c.a, &c.a_object);
-  operand(1, c.b_src, need_b, "(batch-1)*strideB + K*N", &c.b, &c.b_object);
+  operand(0, c.a_src, d.need_a, "(batch-1)*strideA + M*K", &c.a, &c.a_object);
+  operand(1, c.b_src, d.need_b, "(batch-1)*strideB + K*N", &c.b, &c.b_object);
   return c;
 }
 

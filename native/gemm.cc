@@ -411,6 +411,22 @@ void gemm_small_m(float* out, const float* a, const float* b, const gemm_f32_sha
   });
 }
 
+constexpr double k_parallel_flops = 1 << 21;  // ~20-40 us of one core: below, the calling thread alone
+
+// one(bi, parallel) for every matrix of the batch: a batch of small products goes to the pool one
+// matrix per task; otherwise the matrices run in order, each with the pool inside when big enough.
+template <class F>
+void for_each_batch(const gemm_f32_shape& s, F&& one) {
+  const bool pool = num_threads() > 1;
+  const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
+  if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {
+    parallel_for(s.batch, [&](int64_t bi) { one(bi, false); });
+    return;
+  }
+  const bool parallel = pool && flops >= k_parallel_flops;
+  for (int64_t bi = 0; bi < s.batch; ++bi) one(bi, parallel);
+}
+
 }  // namespace
 
 void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_src b_src,
@@ -422,7 +438,6 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
   static const detail::gemm_kernel_info kern = select_kernel();
   const gemm_f32_shape& s = shape;
   const bool pool = num_threads() > 1;
-  constexpr double k_parallel_flops = 1 << 21;
   const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
   // Decode GEMV against float16/bfloat16 Linear weights: no packing, B widened in registers (half the bytes).
   static const bool avx2 = active_simd() == simd_level::avx2_fma;
@@ -451,17 +466,11 @@ void gemm_mixed(float* out, const void* a, gemm_src a_src, const void* b, gemm_s
     }
     return v;
   };
-  auto one = [&](int64_t bi, bool parallel) {
+  for_each_batch(s, [&](int64_t bi, bool parallel) {
     const mat_view av = s.trans_a ? view(a, a_src, bi * s.stride_a, 1, s.m) : view(a, a_src, bi * s.stride_a, s.k, 1);
     const mat_view bv = s.trans_b ? view(b, b_src, bi * s.stride_b, 1, s.k) : view(b, b_src, bi * s.stride_b, s.n, 1);
     detail::gemm_packed(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
-  };
-  if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {
-    parallel_for(s.batch, [&](int64_t bi) { one(bi, false); });
-    return;
-  }
-  const bool parallel = pool && flops >= k_parallel_flops;
-  for (int64_t bi = 0; bi < s.batch; ++bi) one(bi, parallel);
+  });
 }
 
 void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& shape) {
@@ -474,7 +483,6 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
     s.stride_a = 0;
   }
   const bool pool = num_threads() > 1;
-  constexpr double k_parallel_flops = 1 << 21;  // ~20-40 us of one core
   const double flops = 2.0 * static_cast<double>(s.m) * s.n * s.k;
 
   static const bool small_m_path = active_simd() == simd_level::avx2_fma;
@@ -485,7 +493,7 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
 
   const mat_view a_base = s.trans_a ? mat_view{a, 1, s.m} : mat_view{a, s.k, 1};
   const mat_view b_base = s.trans_b ? mat_view{b, 1, s.k} : mat_view{b, s.n, 1};
-  auto one = [&](int64_t bi, bool parallel) {
+  for_each_batch(s, [&](int64_t bi, bool parallel) {
     const mat_view av{a_base.p + bi * s.stride_a, a_base.rs, a_base.cs};
     const mat_view bv{b_base.p + bi * s.stride_b, b_base.rs, b_base.cs};
     if (s.m <= k_stream_m) {
@@ -493,13 +501,7 @@ void gemm_f32(float* out, const float* a, const float* b, const gemm_f32_shape& 
     } else {
       detail::gemm_packed(out + bi * s.m * s.n, av, bv, s.m, s.n, s.k, kern, parallel);
     }
-  };
-  if (s.batch > 1 && pool && flops < 4 * k_parallel_flops) {
-    parallel_for(s.batch, [&](int64_t bi) { one(bi, false); });
-    return;
-  }
-  const bool parallel = pool && flops >= k_parallel_flops;
-  for (int64_t bi = 0; bi < s.batch; ++bi) one(bi, parallel);
+  });
 }
 
 }  // namespace tessera
