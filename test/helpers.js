@@ -108,3 +108,48 @@ module.exports.loadCpuAddon = loadCpuAddon;
 module.exports.compareF32 = compareF32;
 module.exports.tailUntouched = tailUntouched;
 module.exports.sameBits = sameBits;
+
+// ---- child mode of the native tests: the portable (TESSERA_SIMD=generic) path in a child process ----
+
+/** In the child: one JSON line with the addon's info and the numeric checks (or the load error). */
+function reportChild(nat, loadError, checks) {
+  if (!nat) process.stdout.write(JSON.stringify({ error: String(loadError && loadError.stack) }) + '\n');
+  else process.stdout.write(JSON.stringify({ info: nat.info(), results: checks() }) + '\n');
+}
+
+/** The one test when the addon does not load: a failure unless TESSERA_EXPECT_NO_NATIVE=1 says so. */
+function addonMissingTest(test, loadError) {
+  test('tessera_cpu addon loads', (t) => {
+    if (process.env.TESSERA_EXPECT_NO_NATIVE === '1') t.pass(`addon absent as expected (${String(loadError && loadError.message).split('\n')[0]})`);
+    else t.fail(`tessera_cpu failed to load: ${loadError && loadError.stack}`);
+    t.end();
+  });
+}
+
+/** Runs `file` with TESSERA_SIMD=generic and childEnv set, and asserts every check its JSON line reports. */
+function checkGenericChild(t, file, childEnv, { timeout = 120000, maxBuffer = 1 << 26 } = {}) {
+  const child = require('child_process').spawnSync(process.execPath, [file], {
+    env: { ...process.env, TESSERA_SIMD: 'generic', ...childEnv },
+    encoding: 'utf8',
+    timeout,
+    maxBuffer,
+  });
+  t.equal(child.status, 0, `child exited cleanly (signal ${child.signal}) ${child.stderr || ''}`);
+  let report = null;
+  try {
+    report = JSON.parse(child.stdout.trim().split('\n').pop());
+  } catch (e) {
+    t.fail(`child output not JSON: ${child.stdout}`);
+  }
+  if (report) {
+    t.notOk(report.error, 'child loaded the addon');
+    if (report.info) t.equal(report.info.simd, 'generic', 'child runs the generic path');
+    for (const r of report.results || []) t.ok(r.ok, `generic: ${r.label} (${r.detail})`);
+    t.ok((report.results || []).length > 40, `child ran ${(report.results || []).length} checks`);
+  }
+  t.end();
+}
+
+module.exports.reportChild = reportChild;
+module.exports.addonMissingTest = addonMissingTest;
+module.exports.checkGenericChild = checkGenericChild;

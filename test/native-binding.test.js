@@ -8,7 +8,6 @@
 // If the addon cannot load, the first test fails with the load error, unless TESSERA_EXPECT_NO_NATIVE=1.
 // Child mode (TESSERA_NATIVE_CHILD=1, spawned by this file): runs the numeric checks and prints JSON.
 const path = require('path');
-const { spawnSync } = require('child_process');
 
 const CHILD = process.env.TESSERA_NATIVE_CHILD === '1';
 
@@ -231,11 +230,7 @@ function numericChecks({ every = 1 } = {}) {
 // ---- child mode ---------------------------------------------------------------------------
 
 if (CHILD) {
-  if (!nat) {
-    process.stdout.write(JSON.stringify({ error: String(loadError && loadError.stack) }) + '\n');
-  } else {
-    process.stdout.write(JSON.stringify({ info: nat.info(), results: numericChecks({ every: 3 }) }) + '\n');
-  }
+  H.reportChild(nat, loadError, () => numericChecks({ every: 3 }));
   return; // eslint-disable-line no-useless-return -- CommonJS top-level return: skip the tape tests
 }
 
@@ -244,11 +239,7 @@ if (CHILD) {
 const test = require('tape');
 
 if (!nat) {
-  test('tessera_cpu addon loads', (t) => {
-    if (process.env.TESSERA_EXPECT_NO_NATIVE === '1') t.pass(`addon absent as expected (${String(loadError.message).split('\n')[0]})`);
-    else t.fail(`tessera_cpu failed to load: ${loadError && loadError.stack}`);
-    t.end();
-  });
+  H.addonMissingTest(test, loadError);
   return;
 }
 
@@ -369,23 +360,7 @@ test('async forms match the reference (several in flight at once)', async (t) =>
   });
 });
 
-test('portable path (TESSERA_SIMD=generic, child process)', (t) => {
-  const child = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(__filename)})`], {
-    env: { ...process.env, TESSERA_SIMD: 'generic', TESSERA_NATIVE_CHILD: '1' },
-    encoding: 'utf8',
-    timeout: 120000,
-  });
-  t.equal(child.status, 0, `child exited cleanly (signal ${child.signal}) ${child.stderr || ''}`);
-  let report = null;
-  try { report = JSON.parse(child.stdout.trim().split('\n').pop()); } catch (e) { t.fail(`child output not JSON: ${child.stdout}`); }
-  if (report) {
-    t.notOk(report.error, 'child loaded the addon');
-    if (report.info) t.equal(report.info.simd, 'generic', 'child runs the generic path');
-    for (const r of report.results || []) t.ok(r.ok, `generic: ${r.label} (${r.detail})`);
-    t.ok((report.results || []).length > 40, `child ran ${(report.results || []).length} checks`);
-  }
-  t.end();
-});
+test('portable path (TESSERA_SIMD=generic, child process)', (t) => H.checkGenericChild(t, __filename, { TESSERA_NATIVE_CHILD: '1' }, { timeout: 120000 }));
 
 test('garbage arguments throw, never crash', (t) => {
   const f32 = (n) => new Float32Array(n);

@@ -9,7 +9,6 @@
 // process), garbage arguments (throw, never crash), and the 'qmatmul' kernel of the cpu backend (cached
 // prepack, bf16 activations, async). Outputs are NaN-poisoned before every call.
 const path = require('path');
-const { spawnSync } = require('child_process');
 
 const CHILD = process.env.TESSERA_QGEMM_CHILD === '1';
 const H = require('./helpers');
@@ -186,8 +185,7 @@ function numericChecks({ every = 1 } = {}) {
 // ---- child mode (TESSERA_SIMD=generic) ---------------------------------------------------------
 
 if (CHILD) {
-  if (!nat) process.stdout.write(JSON.stringify({ error: String(loadError && loadError.stack) }) + '\n');
-  else process.stdout.write(JSON.stringify({ info: nat.info(), results: numericChecks({ every: 2 }) }) + '\n');
+  H.reportChild(nat, loadError, () => numericChecks({ every: 2 }));
   return; // eslint-disable-line no-useless-return -- CommonJS top-level return: skip the tape tests
 }
 
@@ -196,11 +194,7 @@ if (CHILD) {
 const test = require('tape');
 
 if (!nat) {
-  test('tessera_cpu addon loads', (t) => {
-    if (process.env.TESSERA_EXPECT_NO_NATIVE === '1') t.pass('addon absent as expected');
-    else t.fail(`tessera_cpu failed to load: ${loadError && loadError.stack}`);
-    t.end();
-  });
+  H.addonMissingTest(test, loadError);
   return;
 }
 
@@ -223,24 +217,7 @@ test('qgemmAsync matches the sync form (several in flight, packed weights shared
   });
 });
 
-test('portable path (TESSERA_SIMD=generic, child process)', (t) => {
-  const child = spawnSync(process.execPath, [__filename], {
-    env: { ...process.env, TESSERA_SIMD: 'generic', TESSERA_QGEMM_CHILD: '1' },
-    encoding: 'utf8',
-    timeout: 300000,
-    maxBuffer: 1 << 26,
-  });
-  t.equal(child.status, 0, `child exited cleanly (signal ${child.signal}) ${child.stderr || ''}`);
-  let report = null;
-  try { report = JSON.parse(child.stdout.trim().split('\n').pop()); } catch (e) { t.fail(`child output not JSON: ${child.stdout}`); }
-  if (report) {
-    t.notOk(report.error, 'child loaded the addon');
-    if (report.info) t.equal(report.info.simd, 'generic', 'child runs the generic path');
-    for (const r of report.results || []) t.ok(r.ok, `generic: ${r.label} (${r.detail})`);
-    t.ok((report.results || []).length > 40, `child ran ${(report.results || []).length} checks`);
-  }
-  t.end();
-});
+test('portable path (TESSERA_SIMD=generic, child process)', (t) => H.checkGenericChild(t, __filename, { TESSERA_QGEMM_CHILD: '1' }, { timeout: 300000 }));
 
 test('qgemm garbage arguments throw, never crash', (t) => {
   const c = makeCase({ qdtype: 'uint4', M: 2, K: 10, N: 6, group: 4, seed: 9 });
