@@ -58,7 +58,7 @@ __device__ unsigned int g_tile_counter[kMaxSplitTiles];
 // while the pipeline fills), then takes one tile at a time from the column's counter, kDynAhead steps before
 // its loads are issued (hides the atomic's latency). Measured on H100 against alternatives: a contiguous
 // static run of 50-90% of a fair share first, then counter chunks, was 3-5% slower (cuda/dev/NOTES.md, v6).
-constexpr int kDynAhead = 2, kDynRing = 8, kDynStatic = 4;
+constexpr int kDynAhead = 1, kDynRing = 8, kDynStatic = 4;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
@@ -136,7 +136,6 @@ struct MmaCfg {
   static constexpr int kStages = kWarpSplit ? 3 : 2;
   static constexpr int kSmem = (kRows + 2 * kStages * kKT) * kStride;
   static_assert(!kWarpSplit || kD * 16 * 4 * 4 + 2 * 64 * 4 <= 2 * kStages * kKT * kStride, "merge space");
-  static_assert(kSmem >= kRows * 128 * 4, "fused combine weights (rows x splits <= 128) fit");
 };
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -158,22 +157,67 @@ __device__ __forceinline__ void write_row(const MmaParams& p, int64_t orow, int 
   }
 }
 
+// Merge of one row's split partials at 4 columns: out = sum_s 2^(lse_s) O_s / sum_s 2^(lse_s), online over
+// chunks of kU splits whose lse and O loads are all issued before any is used (the merge is latency bound:
+// one L2 round trip per chunk). Partials come through L2 (__ldcg): other SMs wrote them in this launch.
+// Rows no split saw (every lse -inf) -> zeros.
+template <int kU>
+__device__ __forceinline__ float4 merge_splits(const float* o_part, const float* lse_part, int64_t rows_total, int D,
+                                               int64_t row, int d, int S) {
+  float m = kNegInf, l = 0.f;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int s0 = 0; s0 < S; s0 += kU) {
+    float lse[kU];
+    float4 x[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int64_t sr = int64_t(s0 + u) * rows_total + row;
+      const bool ok = s0 + u < S;
+      lse[u] = ok ? __ldcg(lse_part + sr) : kNegInf;
+      x[u] = ok ? __ldcg(reinterpret_cast<const float4*>(o_part + sr * D + d)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    float mx = m;
+#pragma unroll
+    for (int u = 0; u < kU; ++u) mx = fmaxf(mx, lse[u]);
+    if (mx == kNegInf) continue;
+    const float c = m == kNegInf ? 0.f : ex2(m - mx);
+    l *= c;
+    acc.x *= c; acc.y *= c; acc.z *= c; acc.w *= c;
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const float w = ex2(lse[u] - mx);  // -inf (a split that saw nothing) -> 0
+      l += w;
+      acc.x += w * x[u].x; acc.y += w * x[u].y; acc.z += w * x[u].z; acc.w += w * x[u].w;
+    }
+    m = mx;
+  }
+  const float inv = l > 0.f ? 1.f / l : 0.f;
+  return make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+}
+
+template <typename T>
+__device__ __forceinline__ void store4(T* dst, float4 v) {
+  *reinterpret_cast<uint2*>(dst) = make_uint2(Mma<T>::pack(v.x, v.y), Mma<T>::pack(v.z, v.w));
+}
+
 // Fused combine ("last block done"): every split CTA wrote its normalized partial O and log2-sum-exp of its
-// rows to the workspace; after a fence it counts itself in; the CTA that arrives last merges all splits'
-// partials of its rows into the output (as attn_combine_kernel does), reading them through L2 (__ldcg).
-// The merge is latency-bound (one CTA, a few L2 round trips): thread r first turns row r's lse values into
-// normalized weights in shared memory, then every thread merges 4 columns of 1-2 rows at once, the split
-// loop unrolled so that 8-16 loads are in flight. wbuf: rows * splits floats of free shared memory (the
-// whole dynamic allocation is free once every thread is past the first barrier here). All 128 threads.
-template <typename T, int kD>
+// rows to the workspace and counts itself in; the CTA that arrives last merges all splits' partials of its
+// rows into the output (merge_splits, kU splits per round trip: 32 for the 16-row D128 form, whose two CTAs
+// per SM are set by shared memory, not registers; 16 at D64 and 8 for 64-row CTAs, which keep their third). The chain after the last CTA's loop is
+// what a decode launch cannot hide (H100: ~8 us of a 61 us B1 Sk32768 launch before this form), so it is
+// kept to: partial stores, one acq_rel atomic, one round trip per 32 splits, output stores.
+template <typename T, int kD, int kU>
 __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int hkv, int row0, int row_end,
-                                                float* wbuf, bool do_combine) {
+                                                bool do_combine) {
   __shared__ int s_last;
-  __threadfence();  // this thread's partial stores are visible device-wide before the CTA counts in
+  // The CTA's partial stores must be visible device-wide before it counts in: the barrier orders them before
+  // thread 0's acq_rel atomic (release is cumulative over what the barrier made visible to it), one L2 round
+  // trip instead of a fence per thread and then the atomic (-0.5 us per launch on H100).
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned int* ctr = g_split_counter + blockIdx.y * gridDim.x + blockIdx.x;
-    const unsigned int prev = atomicAdd(ctr, 1u);
+    unsigned int prev;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(prev) : "l"(ctr) : "memory");
     const int last = prev == unsigned(p.splits - 1);
     if (last) {  // every split arrived (and took its last tile): ready for the next launch
       atomicExch(ctr, 0u);
@@ -183,56 +227,13 @@ __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int h
   }
   __syncthreads();
   if (!s_last || !do_combine) return;
-  __threadfence();
-  const int nrows = row_end - row0, S = p.splits;
+  // (the partials are visible here: thread 0's acquire, then the barrier above)
   const int64_t rows_total = int64_t(gridDim.y / p.Hkv) * p.Hq * p.Sq;
-  // all rows x splits log-sum-exps in one parallel pass of loads, then per row: weights 2^(lse - max) / sum
-  for (int i = threadIdx.x; i < nrows * S; i += 128) {
-    const int r = i / S, sp = i % S;
-    wbuf[i] = __ldcg(p.lse_part + sp * rows_total + out_row(p, b, hkv, row0 + r));
-  }
-  __syncthreads();
-  for (int r = threadIdx.x; r < nrows; r += 128) {
-    float* w = wbuf + r * S;
-    float mx = kNegInf;
-    for (int s = 0; s < S; ++s) mx = fmaxf(mx, w[s]);
-    float sum = 0.f;
-    for (int s = 0; s < S; ++s) {
-      const float e = mx == kNegInf ? 0.f : ex2(w[s] - mx);
-      w[s] = e;
-      sum += e;
-    }
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    for (int s = 0; s < S; ++s) w[s] *= inv;
-  }
-  __syncthreads();
   constexpr int kC = kD / 4;  // float4 columns per row
-  const int items = nrows * kC;
-  for (int i = threadIdx.x; i < items; i += 256) {
-    const int i2 = i + 128;
-    const bool two = i2 < items;
-    const int ra = i / kC, rb = two ? i2 / kC : ra;
-    const int da = (i % kC) * 4, db = two ? (i2 % kC) * 4 : da;
-    const int64_t oa = out_row(p, b, hkv, row0 + ra), ob = out_row(p, b, hkv, row0 + rb);
-    const float* pa = p.o_part + oa * kD + da;
-    const float* pb = p.o_part + ob * kD + db;
-    const float* wa = wbuf + ra * S;
-    const float* wb = wbuf + rb * S;
-    float4 x = make_float4(0.f, 0.f, 0.f, 0.f), y = x;
-#pragma unroll 16
-    for (int s = 0; s < S; ++s) {
-      const int64_t off = s * rows_total * kD;
-      const float4 u = __ldcg(reinterpret_cast<const float4*>(pa + off));
-      const float4 v = __ldcg(reinterpret_cast<const float4*>(pb + off));
-      const float fa = wa[s], fb = wb[s];
-      x.x += fa * u.x; x.y += fa * u.y; x.z += fa * u.z; x.w += fa * u.w;
-      y.x += fb * v.x; y.y += fb * v.y; y.z += fb * v.z; y.w += fb * v.w;
-    }
-    *reinterpret_cast<uint2*>(static_cast<T*>(p.o) + oa * kD + da) =
-        make_uint2(Mma<T>::pack(x.x, x.y), Mma<T>::pack(x.z, x.w));
-    if (two)
-      *reinterpret_cast<uint2*>(static_cast<T*>(p.o) + ob * kD + db) =
-          make_uint2(Mma<T>::pack(y.x, y.y), Mma<T>::pack(y.z, y.w));
+  for (int i = threadIdx.x; i < (row_end - row0) * kC; i += 128) {
+    const int64_t orow = out_row(p, b, hkv, row0 + i / kC);
+    const int d = (i % kC) * 4;
+    store4(static_cast<T*>(p.o) + orow * kD + d, merge_splits<kU>(p.o_part, p.lse_part, rows_total, kD, orow, d, p.splits));
   }
 }
 
@@ -245,6 +246,11 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
   const uint32_t sK = sQ + C::kRows * kStride;  // [kStages][kKT][kStride]
   const uint32_t sV = sK + kStages * kKT * kStride;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+#if __CUDA_ARCH__ >= 900
+  // a separate split combine launched after this grid (programmatic dependent launch) may be scheduled as
+  // soon as every CTA of this grid has started; it waits for this grid's completion before reading
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   const int b = blockIdx.y / p.Hkv, hkv = blockIdx.y % p.Hkv;
   const int row0 = blockIdx.x * C::kRows;
   const int row_end = min(row0 + C::kRows, p.rows);
@@ -421,7 +427,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
       if (ra < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, ra), 8 * j + 2 * t4, o[j][0] * inv_a, o[j][1] * inv_a, lse_a, j == 0 && t4 == 0);
       if (rb < p.rows) write_row<T, kD>(p, out_row(p, b, hkv, rb), 8 * j + 2 * t4, o[j][2] * inv_b, o[j][3] * inv_b, lse_b, j == 0 && t4 == 0);
     }
-    if (p.fused || p.dynamic) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem), p.fused);
+    if (p.fused || p.dynamic) combine_if_last<T, kD, kWarpSplit ? (kD == 128 ? 32 : 16) : 8>(p, b, hkv, row0, row_end, p.fused);
     return;
   }
   // decode form: merge the 4 warps' partial (m, l, O) for the CTA's 16 rows through shared memory
@@ -429,11 +435,12 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
   float* red_o = reinterpret_cast<float*>(smem + C::kRows * kStride);  // [4][16][kD]
   float* red_m = red_o + 4 * 16 * kD;                                   // [4][16]
   float* red_l = red_m + 4 * 16;
+  // (only rows that exist: a GQA group of 4 at Sq 1 fills 4 of the 16)
 #pragma unroll
   for (int j = 0; j < kD / 8; ++j) {
     float* wa = red_o + (warp * 16 + g) * kD + 8 * j + 2 * t4;
-    *reinterpret_cast<float2*>(wa) = make_float2(o[j][0], o[j][1]);
-    *reinterpret_cast<float2*>(wa + 8 * kD) = make_float2(o[j][2], o[j][3]);
+    if (ra < p.rows) *reinterpret_cast<float2*>(wa) = make_float2(o[j][0], o[j][1]);
+    if (rb < p.rows) *reinterpret_cast<float2*>(wa + 8 * kD) = make_float2(o[j][2], o[j][3]);
   }
   if (t4 == 0) {
     red_m[warp * 16 + g] = m_a;
@@ -461,65 +468,84 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     const float inv = l > 0.f ? 1.f / l : 0.f;
     write_row<T, kD>(p, out_row(p, b, hkv, row0 + r), d, x0 * inv, x1 * inv, l > 0.f ? mx + log2f(l) : kNegInf, d == 0);
   }
-  if (p.fused || p.dynamic) combine_if_last<T, kD>(p, b, hkv, row0, row_end, reinterpret_cast<float*>(smem), p.fused);
+  if (p.fused || p.dynamic) combine_if_last<T, kD, kWarpSplit ? (kD == 128 ? 32 : 16) : 8>(p, b, hkv, row0, row_end, p.fused);
 }
 
-// out[row] = sum_s 2^(lse_s - M) O_s / sum_s 2^(lse_s - M); rows no split saw -> zeros.
+// Separate split combine (64-row decode CTAs): D/4 threads per row, each merging 4 columns (merge_splits).
 template <typename T>
-__global__ void attn_combine_kernel(T* out, const float* o_part, const float* lse_part, int64_t rows, int D,
-                                    int splits) {
-  const int64_t row = blockIdx.x;
-  float mx = kNegInf;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * rows + row]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float acc = 0.f, wsum = 0.f;
-    if (mx != kNegInf) {
-      for (int s = 0; s < splits; ++s) {
-        const float w = exp2f(lse_part[s * rows + row] - mx);
-        wsum += w;
-        acc += w * o_part[(s * rows + row) * D + d];
-      }
-    }
-    out[row * D + d] = static_cast<T>(wsum > 0.f ? acc / wsum : 0.f);
+__global__ void __launch_bounds__(128) attn_combine_kernel(T* out, const float* o_part, const float* lse_part,
+                                                          int64_t rows, int D, int splits) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the split grid finished and its stores are visible
+#endif
+  const int per_row = D / 4;
+  const int64_t row = int64_t(blockIdx.x) * (128 / per_row) + threadIdx.x / per_row;
+  if (row >= rows || threadIdx.x >= (128 / per_row) * per_row) return;
+  const int d = (threadIdx.x % per_row) * 4;
+  store4(out + row * D + d, merge_splits<16>(o_part, lse_part, rows, D, row, d, splits));
+}
+
+// Kernel forms: 64-row CTAs (prefill, and decode with more than 16 packed rows) and the 16-row warp-split
+// decode form.
+enum class MmaForm { rows64, warp_split };
+
+template <typename T, int kD, MmaForm kF>
+struct MmaKernel {
+  static constexpr bool kWS = kF == MmaForm::warp_split;
+  static constexpr int kSmem = MmaCfg<kD, kWS>::kSmem;
+  static constexpr auto kernel = attn_mma_kernel<T, kD, kWS>;
+  static Status launch(const MmaParams& p, dim3 grid, cudaStream_t stream) {
+    static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (attr != cudaSuccess) return status_from_cuda(attr, "attention (mma shared memory)");
+    kernel<<<grid, 128, kSmem, stream>>>(p);
+    return status_from_cuda(cudaGetLastError(), "attention (mma launch)");
   }
-}
+  static int ctas_per_sm() {
+    int n = 0;
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, kSmem) != cudaSuccess) n = 1;
+    cudaGetLastError();
+    return std::max(1, n);
+  }
+};
 
-template <typename T, int kD, bool kWS>
-Status launch_mma_t(const MmaParams& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = attn_mma_kernel<T, kD, kWS>;
-  constexpr int smem = MmaCfg<kD, kWS>::kSmem;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (attr != cudaSuccess) return status_from_cuda(attr, "attention (mma shared memory)");
-  kernel<<<grid, 128, smem, stream>>>(p);
-  return status_from_cuda(cudaGetLastError(), "attention (mma launch)");
+// The decode forms exist for D 64 and 128 (decode takes D <= 128); prefill also for 256.
+template <typename T, template <typename, int, MmaForm> class Op, typename R, typename... A>
+R with_mma(int D, MmaForm f, A... a) {
+  if (f == MmaForm::warp_split) return D == 64 ? Op<T, 64, MmaForm::warp_split>::run(a...) : Op<T, 128, MmaForm::warp_split>::run(a...);
+  if (D == 64) return Op<T, 64, MmaForm::rows64>::run(a...);
+  if (D == 128) return Op<T, 128, MmaForm::rows64>::run(a...);
+  return Op<T, 256, MmaForm::rows64>::run(a...);
 }
+template <typename T, int kD, MmaForm kF>
+struct LaunchOp {
+  static Status run(const MmaParams& p, dim3 grid, cudaStream_t st) { return MmaKernel<T, kD, kF>::launch(p, grid, st); }
+};
+template <typename T, int kD, MmaForm kF>
+struct OccupancyOp {
+  static int run() { return MmaKernel<T, kD, kF>::ctas_per_sm(); }
+};
 
-template <typename T>
-Status launch_mma_d(const MmaParams& p, int D, bool ws, dim3 grid, cudaStream_t st) {
-  if (ws) return D == 64 ? launch_mma_t<T, 64, true>(p, grid, st) : launch_mma_t<T, 128, true>(p, grid, st);
-  if (D == 64) return launch_mma_t<T, 64, false>(p, grid, st);
-  if (D == 128) return launch_mma_t<T, 128, false>(p, grid, st);
-  return launch_mma_t<T, 256, false>(p, grid, st);
+Status launch_mma_d(const MmaParams& p, bool bf, int D, MmaForm f, dim3 grid, cudaStream_t st) {
+  return bf ? with_mma<__nv_bfloat16, LaunchOp, Status>(D, f, p, grid, st) : with_mma<__half, LaunchOp, Status>(D, f, p, grid, st);
 }
 
 // Resident CTAs per SM of the mma kernel for this configuration (1 if the query fails); cached.
-int mma_ctas_per_sm(int64_t D, bool ws, AttnDtype dt) {
+int mma_ctas_per_sm(int64_t D, MmaForm f, AttnDtype dt) {
   static int cache[2][2][2] = {};
-  int& c = cache[D == 128][ws][dt == AttnDtype::bfloat16];
-  if (c > 0) return c;
-  int n = 0;
-  auto q = [&](auto kernel, int smem) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, 128, smem) != cudaSuccess) n = 1;
-    cudaGetLastError();
-  };
   const bool bf = dt == AttnDtype::bfloat16;
-  if (D == 64 && ws) bf ? q(attn_mma_kernel<__nv_bfloat16, 64, true>, MmaCfg<64, true>::kSmem) : q(attn_mma_kernel<__half, 64, true>, MmaCfg<64, true>::kSmem);
-  else if (D == 64) bf ? q(attn_mma_kernel<__nv_bfloat16, 64, false>, MmaCfg<64, false>::kSmem) : q(attn_mma_kernel<__half, 64, false>, MmaCfg<64, false>::kSmem);
-  else if (ws) bf ? q(attn_mma_kernel<__nv_bfloat16, 128, true>, MmaCfg<128, true>::kSmem) : q(attn_mma_kernel<__half, 128, true>, MmaCfg<128, true>::kSmem);
-  else bf ? q(attn_mma_kernel<__nv_bfloat16, 128, false>, MmaCfg<128, false>::kSmem) : q(attn_mma_kernel<__half, 128, false>, MmaCfg<128, false>::kSmem);
-  c = std::max(1, n);
+  int& c = cache[D == 128][int(f)][bf];
+  if (c == 0) c = bf ? with_mma<__nv_bfloat16, OccupancyOp, int>(int(D), f) : with_mma<__half, OccupancyOp, int>(int(D), f);
   return c;
+}
+
+// A tuning knob from the environment (A/B runs, cuda/dev/NOTES.md): its integer value if set and within
+// [lo, hi], else def.
+int env_knob(const char* name, int def, int lo, int hi) {
+  const char* e = std::getenv(name);
+  if (!e) return def;
+  const int v = std::atoi(e);
+  return v >= lo && v <= hi ? v : def;
 }
 
 // mma / decode: both the prefill (64 rows, no split) and the split-KV decode form.
@@ -543,25 +569,17 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   // (K/V read once per 64 rows), still split-KV across CTAs.
   // TESSERA_ATTN_WS_ROWS (tuning knob, default 16): packed rows up to which the 16-row form is used (more
   // than 16: several 16-row CTAs per KV column, which read the same K/V tiles at about the same time).
-  static const int ws_rows = [] {
-    const char* e = std::getenv("TESSERA_ATTN_WS_ROWS");
-    const int r = e ? std::atoi(e) : 16;
-    return r >= 16 && r <= 64 ? r : 16;
-  }();
+  static const int ws_rows = env_knob("TESSERA_ATTN_WS_ROWS", 16, 16, 64);
   // TESSERA_ATTN_L2PF (tuning knob: 0, 128 or 256, default 0): L2 prefetch hint of the K/V copies.
   static const int l2pf = [] {
-    const char* e = std::getenv("TESSERA_ATTN_L2PF");
-    const int v = e ? std::atoi(e) : 0;
+    const int v = env_knob("TESSERA_ATTN_L2PF", 0, 0, 256);
     return v == 128 || v == 256 ? v : 0;
   }();
   // TESSERA_ATTN_SPLIT_ROUND (tuning knob, default 64): keys per split are a multiple of this.
-  static const int split_round = [] {
-    const char* e = std::getenv("TESSERA_ATTN_SPLIT_ROUND");
-    const int v = e ? std::atoi(e) : 64;
-    return v >= 1 && v <= 1024 ? v : 64;
-  }();
+  static const int split_round = env_knob("TESSERA_ATTN_SPLIT_ROUND", 64, 1, 1024);
   p.l2_prefetch = decode ? l2pf : 0;
   const bool warp_split = decode && p.rows <= ws_rows;
+  const MmaForm form = warp_split ? MmaForm::warp_split : MmaForm::rows64;
   const int rows_per_cta = warp_split ? 16 : 64;
   const int64_t row_tiles = (p.rows + rows_per_cta - 1) / rows_per_cta;
   const int64_t base_ctas = row_tiles * s.B * s.Hkv;
@@ -572,12 +590,8 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
     // As many splits as fit in ONE wave of resident CTAs (a second, partial wave would leave most SMs
     // idle while it drains); splits of at least 256 keys, at most 128 of them.
     // TESSERA_ATTN_SPLIT_WAVES (tuning knob, default 1): size the splits to that many waves instead.
-    static const int waves = [] {
-      const char* e = std::getenv("TESSERA_ATTN_SPLIT_WAVES");
-      const int w = e ? std::atoi(e) : 1;
-      return w >= 1 && w <= 8 ? w : 1;
-    }();
-    const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, warp_split, s.dtype) * waves;
+    static const int waves = env_knob("TESSERA_ATTN_SPLIT_WAVES", 1, 1, 8);
+    const int64_t slots = int64_t(std::max(1, device_sm_count())) * mma_ctas_per_sm(s.D, form, s.dtype) * waves;
     splits = int(std::max<int64_t>(1, std::min<int64_t>({slots / base_ctas, (kv_vis + 255) / 256, 128})));
   }
   const int kTile = split_round;
@@ -585,11 +599,20 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   p.splits = int((kv_vis + p.split_keys - 1) / p.split_keys);
   if (p.splits < 1) p.splits = 1;
   if (!decode) p.split_keys = int(s.Sk), p.splits = 1;
+  // TESSERA_ATTN_DECODE_DYN=0 (A/B knob): static splits of split_keys keys instead of the dynamic schedule.
+  static const bool dyn_on = [] {
+    const char* e = std::getenv("TESSERA_ATTN_DECODE_DYN");
+    return !(e && std::string(e) == "0");
+  }();
+  // Dynamic only for the 16-row form with >= 8 tiles per CTA: with fewer (B1 Sk8192: 4) the strided start
+  // measured 12% slower than contiguous splits, and the 64-row form (2 stages) 15% slower (v6 runs).
+  const int64_t tiles_per_cta = (kv_vis + 63) / 64 / p.splits;
+  p.dynamic = p.splits > 1 && dyn_on && warp_split && tiles_per_cta >= 8 && base_ctas <= kMaxSplitTiles ? 1 : 0;
+
   const dim3 grid(unsigned(row_tiles), unsigned(s.B * s.Hkv), unsigned(p.splits));
   const bool bf = s.dtype == AttnDtype::bfloat16;
   if (p.splits == 1) {
-    return bf ? launch_mma_d<__nv_bfloat16>(p, int(s.D), warp_split, grid, stream)
-              : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
+    return launch_mma_d(p, bf, int(s.D), form, grid, stream);
   }
   const int64_t rows_total = s.B * s.Hq * s.Sq;
   // Combine: fused into the last CTA of each column (no second launch) for the 16-row warp-split form, where
@@ -603,16 +626,6 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
     return 0;
   }();
   p.fused = base_ctas <= kMaxSplitTiles && (combine_mode == 2 || (combine_mode == 0 && warp_split)) ? 1 : 0;
-  // TESSERA_ATTN_DECODE_DYN=0 (A/B knob): static splits of split_keys keys instead of the dynamic schedule.
-  static const bool dyn_on = [] {
-    const char* e = std::getenv("TESSERA_ATTN_DECODE_DYN");
-    return !(e && std::string(e) == "0");
-  }();
-  // Dynamic only for the 16-row form with >= 8 tiles per CTA: with fewer (B1 Sk8192: 4) the strided start
-  // measured 12% slower than contiguous splits, and the 64-row form (2 stages) 15% slower (v6 runs).
-  const int64_t tiles_per_cta = (kv_vis + 63) / 64 / p.splits;
-  p.dynamic = dyn_on && warp_split && tiles_per_cta >= 8 && base_ctas <= kMaxSplitTiles ? 1 : 0;
-
   // Workspace: a grow-only buffer kept across calls (no allocator work in the stream per call; at most
   // ~slots * 64 rows * (D + 1) floats, < 10 MB); launches are ordered on the one backend stream.
   // TESSERA_ATTN_DECODE_WS=async: cudaMallocAsync/cudaFreeAsync per call instead (the v4 behaviour).
@@ -645,18 +658,32 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   }
   p.o_part = static_cast<float*>(ws);
   p.lse_part = p.o_part + size_t(p.splits) * rows_total * s.D;
-  st = bf ? launch_mma_d<__nv_bfloat16>(p, int(s.D), warp_split, grid, stream)
-          : launch_mma_d<__half>(p, int(s.D), warp_split, grid, stream);
+  st = launch_mma_d(p, bf, int(s.D), form, grid, stream);
   if (st.ok() && !p.fused) {
-    const int threads = int(std::min<int64_t>(s.D, 256));
-    if (bf) {
-      attn_combine_kernel<__nv_bfloat16><<<unsigned(rows_total), threads, 0, stream>>>(
-          static_cast<__nv_bfloat16*>(o), p.o_part, p.lse_part, rows_total, int(s.D), p.splits);
-    } else {
-      attn_combine_kernel<__half><<<unsigned(rows_total), threads, 0, stream>>>(
-          static_cast<__half*>(o), p.o_part, p.lse_part, rows_total, int(s.D), p.splits);
-    }
-    st = status_from_cuda(cudaGetLastError(), "attention (combine launch)");
+    // Launched as a programmatic dependent of the split grid (sm_90+): its CTAs are resident and waiting when
+    // the split grid ends, instead of a launch after it (the gap between the two kernels).
+    const int64_t rows_per_cta = 128 / (s.D / 4);
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned((rows_total + rows_per_cta - 1) / rows_per_cta));
+    cfg.blockDim = dim3(128);
+    cfg.stream = stream;
+    cudaLaunchAttribute pdl[1];
+    pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl[0].val.programmaticStreamSerializationAllowed = 1;
+    static const bool pdl_ok = [] {
+      int major = 0;
+      return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9 &&
+             env_knob("TESSERA_ATTN_COMBINE_PDL", 1, 0, 1) == 1;
+    }();
+    cfg.attrs = pdl;
+    cfg.numAttrs = pdl_ok ? 1 : 0;
+    const cudaError_t e = bf ? cudaLaunchKernelEx(&cfg, attn_combine_kernel<__nv_bfloat16>, static_cast<__nv_bfloat16*>(o),
+                                                  static_cast<const float*>(p.o_part), static_cast<const float*>(p.lse_part),
+                                                  rows_total, int(s.D), p.splits)
+                             : cudaLaunchKernelEx(&cfg, attn_combine_kernel<__half>, static_cast<__half*>(o),
+                                                  static_cast<const float*>(p.o_part), static_cast<const float*>(p.lse_part),
+                                                  rows_total, int(s.D), p.splits);
+    st = status_from_cuda(e, "attention (combine launch)");
   }
   if (ws_async) cudaFreeAsync(ws, stream);  // stream-ordered: freed after the combine ran
   return st;
