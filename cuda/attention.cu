@@ -4,9 +4,10 @@
 // mma kernel (sm_80+, also the correct-first version the sm90 kernel is checked against): one CTA of 4
 // warps per (tile of packed query rows, b, kv head[, KV split]). GQA rows are packed: the group*Sq rows
 // of all query heads sharing a kv head form one row space (row r = head-in-group r / Sq, query r % Sq),
-// so K/V are read once per group. K/V tiles of kKT keys stream through a cp.async ring, 2 stages (decode
-// form: 3), 16-byte copies, rows padded by 16 bytes so ldmatrix is conflict-free; S and PV run on mma.sync m16n8k16 with
-// ldmatrix(.trans) fragments; online softmax with exp2 (any sign of scale).
+// so K/V are read once per group. K/V tiles of kKT keys stream through a ring of 2 stages (decode form: 3):
+// 16-byte cp.async into rows padded by 16 bytes, or for decode on H100/H200 (kTma) TMA box loads on one
+// mbarrier per stage into 128-byte-swizzled rows (both conflict-free for ldmatrix); S and PV run on
+// mma.sync m16n8k16 with ldmatrix(.trans) fragments; online softmax with exp2 (any sign of scale).
 //   prefill form: 64 rows per CTA, each warp owns 16 rows and all keys of a tile.
 //   decode form (kWarpSplit): 16 rows per CTA, each warp takes a quarter of every tile's keys; the 4
 //     partial (m, l, O) are merged through shared memory; KV is also cut among CTAs (splits: as many as
@@ -14,8 +15,12 @@
 //     (kept across calls); the last CTA of each column to finish merges them (atomic arrival counter,
 //     combine_if_last). With >= 8 tiles per CTA the tiles are not cut into equal ranges but handed out by
 //     a per-column counter (dynamic schedule): the CTAs of one wave stream at rates up to ~40% apart
-//     (H100 timeline, cuda/dev/NOTES.md v6), so equal shares left the fastest idle for the slowest. More packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV, merged by the
-//     separate attn_combine_kernel (one CTA merging 64 rows measured slower).
+//     (H100 timeline, cuda/dev/NOTES.md v6), so equal shares left the fastest idle for the slowest. More
+//     packed rows (GQA group x Sq > 16): 64-row CTAs, still split-KV, merged by the separate
+//     attn_combine_kernel (one CTA merging 64 rows measured slower), launched as a programmatic dependent.
+// H100 decode (cuda/dev/NOTES.md v7): TMA loads, a one-round-trip merge and the dependent combine launch
+// took B1 Hq32 Hkv8 Sk32768 from 2208 to 2482 GB/s (82% of the 3.01 TB/s device copy) and B8 Sk8192 from
+// 2575 to 2737 (91%).
 // Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) a B8 Hkv8 Sk8192
 // D128 cache (268 MB with V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
 #include "attention.cuh"
@@ -89,6 +94,56 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
+// TMA (sm_90): K/V tiles land through the tensor copy engine on one mbarrier per stage (the decode forms on
+// H100: a bare streaming probe, cuda/dev/stream_ab.cu, read B1 Sk32768 in 47.6 us this way vs 50.1 us with
+// 16-byte cp.async). Compiled to nothing below sm_90, where the host never selects it.
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+#if __CUDA_ARCH__ >= 900
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+#endif
+}
+// One stage: expect the bytes of the K and V boxes, then the kD/64 column boxes of each (kKT keys each).
+template <int kD, int kKT>
+__device__ __forceinline__ void tma_kv(uint32_t k_dst, uint32_t v_dst, const CUtensorMap* mk, const CUtensorMap* mv,
+                                       int key0, int bh, uint32_t bar) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * kKT * kD * 2) : "memory");
+#pragma unroll
+  for (int h = 0; h < kD / 64; ++h) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(
+            k_dst + h * kKT * 128),
+        "l"(reinterpret_cast<uint64_t>(mk)), "r"(h * 64), "r"(key0), "r"(bh), "r"(bar)
+        : "memory");
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(
+            v_dst + h * kKT * 128),
+        "l"(reinterpret_cast<uint64_t>(mv)), "r"(h * 64), "r"(key0), "r"(bh), "r"(bar)
+        : "memory");
+  }
+#endif
+}
+// Shared address of (row, col) in a K/V stage: padded rows (cp.async) or TMA's layout, kD/64 column boxes of
+// kKT rows x 128 bytes whose 16-byte chunks are XOR-swizzled by row % 8 (conflict-free ldmatrix either way).
+template <int kD, int kKT, bool kTma>
+__device__ __forceinline__ uint32_t kv_addr(uint32_t stage, int row, int col) {
+  if (!kTma) return stage + row * (kD * 2 + 16) + col * 2;
+  const int chunk = col >> 3;
+  return stage + (chunk >> 3) * (kKT * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
+}
+
 __device__ __forceinline__ float ex2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -126,16 +181,20 @@ struct Mma<__half> {
   }
 };
 
-template <int kD, bool kWarpSplit>
+// kTma: K/V stages filled by TMA (swizzled, unpadded rows, 1024-byte aligned: kAlign spare bytes) after Q.
+template <int kD, bool kWarpSplit, bool kTma = false>
 struct MmaCfg {
   static constexpr int kRows = kWarpSplit ? 16 : 64;  // packed query rows per CTA
   static constexpr int kKT = kD == 256 ? 32 : 64;     // keys per tile
   static constexpr int kKW = kWarpSplit ? kKT / 4 : kKT;  // keys per warp per tile
-  static constexpr int kStride = kD * 2 + 16;         // bytes per shared row (+16: ldmatrix conflict-free)
+  static constexpr int kStride = kD * 2 + 16;         // bytes per shared Q row, and K/V row without TMA
   // decode streams: one more tile in flight per CTA (bandwidth = bytes in flight / latency)
   static constexpr int kStages = kWarpSplit ? 3 : 2;
-  static constexpr int kSmem = (kRows + 2 * kStages * kKT) * kStride;
-  static_assert(!kWarpSplit || kD * 16 * 4 * 4 + 2 * 64 * 4 <= 2 * kStages * kKT * kStride, "merge space");
+  static constexpr int kTile = kKT * (kTma ? kD * 2 : kStride);  // bytes of one K (or V) stage
+  static constexpr int kAlign = kTma ? 1024 : 0;
+  static constexpr int kSmem = kRows * kStride + kAlign + 2 * kStages * kTile;
+  static_assert(!kTma || kD % 64 == 0, "TMA boxes are 64 columns wide");
+  static_assert(!kWarpSplit || kD * 16 * 4 * 4 + 2 * 64 * 4 <= 2 * kStages * kTile, "merge space");
 };
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -237,14 +296,17 @@ __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int h
   }
 }
 
-template <typename T, int kD, bool kWarpSplit>
-__global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
-  using C = MmaCfg<kD, kWarpSplit>;
+template <typename T, int kD, bool kWarpSplit, bool kTma>
+__global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p, const __grid_constant__ CUtensorMap tm_k,
+                                                       const __grid_constant__ CUtensorMap tm_v) {
+  using C = MmaCfg<kD, kWarpSplit, kTma>;
   constexpr int kKT = C::kKT, kKW = C::kKW, kStride = C::kStride, kStages = C::kStages;
   extern __shared__ __align__(16) uint8_t smem[];
   const uint32_t sQ = smem_u32(smem);
-  const uint32_t sK = sQ + C::kRows * kStride;  // [kStages][kKT][kStride]
-  const uint32_t sV = sK + kStages * kKT * kStride;
+  const uint32_t sK = kTma ? (sQ + C::kRows * kStride + 1023) & ~1023u : sQ + C::kRows * kStride;  // [kStages][kTile]
+  const uint32_t sV = sK + kStages * C::kTile;
+  uint8_t* kv_smem = smem + (sK - sQ);  // generic pointer to the stages (reused by the warp merge)
+  __shared__ __align__(8) uint64_t full[kTma ? kStages : 1];  // TMA: stage landed
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 #if __CUDA_ARCH__ >= 900
   // a separate split combine launched after this grid (programmatic dependent launch) may be scheduled as
@@ -293,15 +355,27 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
     const T* src = ok ? q + out_row(p, b, hkv, r_abs) * kD + (c % kCpr) * 8 : q;
     cp_async16(sQ + r * kStride + (c % kCpr) * 16, src, ok);
   }
+  if (kTma && tid == 0) {
+    for (int st = 0; st < kStages; ++st) mbar_init(smem_u32(&full[st]), 1);
+#if __CUDA_ARCH__ >= 900
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+  }
+  if (kTma) __syncthreads();
   auto load_kv = [&](int t, int st) {
     const int key0 = tile_key0(t);
-    for (int c = tid; c < kKT * kCpr; c += 128) {
-      const int r = c / kCpr, key = key0 + r;
-      const bool ok = key < kv_end;
-      const int64_t off = ok ? int64_t(key) * kD + (c % kCpr) * 8 : 0;
-      const uint32_t dst = st * kKT * kStride + r * kStride + (c % kCpr) * 16;
-      cp_async16_pf(sK + dst, kg + off, ok, p.l2_prefetch);
-      cp_async16_pf(sV + dst, vg + off, ok, p.l2_prefetch);
+    if (kTma) {  // one thread; keys past Sk are zero-filled, keys past kv_end masked below
+      if (tid == 0)
+        tma_kv<kD, kKT>(sK + st * C::kTile, sV + st * C::kTile, &tm_k, &tm_v, key0, int(blockIdx.y), smem_u32(&full[st]));
+    } else {
+      for (int c = tid; c < kKT * kCpr; c += 128) {
+        const int r = c / kCpr, key = key0 + r;
+        const bool ok = key < kv_end;
+        const int64_t off = ok ? int64_t(key) * kD + (c % kCpr) * 8 : 0;
+        const uint32_t dst = st * C::kTile + r * kStride + (c % kCpr) * 16;
+        cp_async16_pf(sK + dst, kg + off, ok, p.l2_prefetch);
+        cp_async16_pf(sV + dst, vg + off, ok, p.l2_prefetch);
+      }
     }
   };
   // prologue: tiles 0 .. kStages-2, one commit group each (Q rides in the first); groups stay counted
@@ -332,9 +406,17 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
       const int e = t + kStages - 1 + kDynAhead;
       s_tile[e % kDynRing] = tile_of_step(e);
     }
-    cp_wait<kStages - 1>();
-    __syncthreads();
-    const uint32_t kst = sK + (t % kStages) * kKT * kStride, vst = sV + (t % kStages) * kKT * kStride;
+    if (kTma) {
+      if (t == 0) {  // Q (cp.async) landed and is visible to all warps
+        cp_wait<0>();
+        __syncthreads();
+      }
+      mbar_wait(smem_u32(&full[t % kStages]), (t / kStages) & 1);
+    } else {
+      cp_wait<kStages - 1>();
+      __syncthreads();
+    }
+    const uint32_t kst = sK + (t % kStages) * C::kTile, vst = sV + (t % kStages) * C::kTile;
     float s[kKW / 8][4];
 #pragma unroll
     for (int j = 0; j < kKW / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
@@ -345,7 +427,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
 #pragma unroll
       for (int j2 = 0; j2 < kKW / 16; ++j2) {
         uint32_t bb[4];
-        ldsm_x4(bb, kst + (kc0 + j2 * 16 + (lane / 16) * 8 + lane % 8) * kStride + (ks * 16 + ((lane / 8) % 2) * 8) * 2);
+        ldsm_x4(bb, kv_addr<kD, kKT, kTma>(kst, kc0 + j2 * 16 + (lane / 16) * 8 + lane % 8, ks * 16 + ((lane / 8) % 2) * 8));
         Mma<T>::run(s[2 * j2], a, bb[0], bb[1]);
         Mma<T>::run(s[2 * j2 + 1], a, bb[2], bb[3]);
       }
@@ -405,7 +487,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
 #pragma unroll
       for (int d2 = 0; d2 < kD / 16; ++d2) {
         uint32_t bb[4];
-        ldsm_x4_t(bb, vst + (kc0 + kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kStride + (d2 * 16 + (lane / 16) * 8) * 2);
+        ldsm_x4_t(bb, kv_addr<kD, kKT, kTma>(vst, kc0 + kk * 16 + lane % 8 + ((lane / 8) % 2) * 8, d2 * 16 + (lane / 16) * 8));
         Mma<T>::run(o[2 * d2], a, bb[0], bb[1]);
         Mma<T>::run(o[2 * d2 + 1], a, bb[2], bb[3]);
       }
@@ -432,7 +514,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p) {
   }
   // decode form: merge the 4 warps' partial (m, l, O) for the CTA's 16 rows through shared memory
   // (the K/V stages are free: every warp passed the loop's last __syncthreads).
-  float* red_o = reinterpret_cast<float*>(smem + C::kRows * kStride);  // [4][16][kD]
+  float* red_o = reinterpret_cast<float*>(kv_smem);  // [4][16][kD]
   float* red_m = red_o + 4 * 16 * kD;                                   // [4][16]
   float* red_l = red_m + 4 * 16;
   // (only rows that exist: a GQA group of 4 at Sq 1 fills 4 of the 16)
@@ -486,18 +568,19 @@ __global__ void __launch_bounds__(128) attn_combine_kernel(T* out, const float* 
 }
 
 // Kernel forms: 64-row CTAs (prefill, and decode with more than 16 packed rows) and the 16-row warp-split
-// decode form.
-enum class MmaForm { rows64, warp_split };
+// decode form; the decode forms also with TMA K/V loads (H100/H200, D 64 or 128).
+enum class MmaForm { rows64, warp_split, rows64_tma, warp_split_tma };
 
 template <typename T, int kD, MmaForm kF>
 struct MmaKernel {
-  static constexpr bool kWS = kF == MmaForm::warp_split;
-  static constexpr int kSmem = MmaCfg<kD, kWS>::kSmem;
-  static constexpr auto kernel = attn_mma_kernel<T, kD, kWS>;
-  static Status launch(const MmaParams& p, dim3 grid, cudaStream_t stream) {
+  static constexpr bool kWS = kF == MmaForm::warp_split || kF == MmaForm::warp_split_tma;
+  static constexpr bool kTma = kF == MmaForm::rows64_tma || kF == MmaForm::warp_split_tma;
+  static constexpr int kSmem = MmaCfg<kD, kWS, kTma>::kSmem;
+  static constexpr auto kernel = attn_mma_kernel<T, kD, kWS, kTma>;
+  static Status launch(const MmaParams& p, const CUtensorMap& mk, const CUtensorMap& mv, dim3 grid, cudaStream_t stream) {
     static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (attr != cudaSuccess) return status_from_cuda(attr, "attention (mma shared memory)");
-    kernel<<<grid, 128, kSmem, stream>>>(p);
+    kernel<<<grid, 128, kSmem, stream>>>(p, mk, mv);
     return status_from_cuda(cudaGetLastError(), "attention (mma launch)");
   }
   static int ctas_per_sm() {
@@ -509,30 +592,41 @@ struct MmaKernel {
   }
 };
 
-// The decode forms exist for D 64 and 128 (decode takes D <= 128); prefill also for 256.
+// The decode forms exist for D 64 and 128 (decode takes D <= 128); the 64-row form also for 256.
 template <typename T, template <typename, int, MmaForm> class Op, typename R, typename... A>
 R with_mma(int D, MmaForm f, A... a) {
-  if (f == MmaForm::warp_split) return D == 64 ? Op<T, 64, MmaForm::warp_split>::run(a...) : Op<T, 128, MmaForm::warp_split>::run(a...);
-  if (D == 64) return Op<T, 64, MmaForm::rows64>::run(a...);
-  if (D == 128) return Op<T, 128, MmaForm::rows64>::run(a...);
-  return Op<T, 256, MmaForm::rows64>::run(a...);
+  switch (f) {
+    case MmaForm::warp_split:
+      return D == 64 ? Op<T, 64, MmaForm::warp_split>::run(a...) : Op<T, 128, MmaForm::warp_split>::run(a...);
+    case MmaForm::warp_split_tma:
+      return D == 64 ? Op<T, 64, MmaForm::warp_split_tma>::run(a...) : Op<T, 128, MmaForm::warp_split_tma>::run(a...);
+    case MmaForm::rows64_tma:
+      return D == 64 ? Op<T, 64, MmaForm::rows64_tma>::run(a...) : Op<T, 128, MmaForm::rows64_tma>::run(a...);
+    default:
+      return D == 64 ? Op<T, 64, MmaForm::rows64>::run(a...)
+                     : D == 128 ? Op<T, 128, MmaForm::rows64>::run(a...) : Op<T, 256, MmaForm::rows64>::run(a...);
+  }
 }
 template <typename T, int kD, MmaForm kF>
 struct LaunchOp {
-  static Status run(const MmaParams& p, dim3 grid, cudaStream_t st) { return MmaKernel<T, kD, kF>::launch(p, grid, st); }
+  static Status run(const MmaParams& p, const CUtensorMap* mk, const CUtensorMap* mv, dim3 grid, cudaStream_t st) {
+    return MmaKernel<T, kD, kF>::launch(p, *mk, *mv, grid, st);
+  }
 };
 template <typename T, int kD, MmaForm kF>
 struct OccupancyOp {
   static int run() { return MmaKernel<T, kD, kF>::ctas_per_sm(); }
 };
 
-Status launch_mma_d(const MmaParams& p, bool bf, int D, MmaForm f, dim3 grid, cudaStream_t st) {
-  return bf ? with_mma<__nv_bfloat16, LaunchOp, Status>(D, f, p, grid, st) : with_mma<__half, LaunchOp, Status>(D, f, p, grid, st);
+Status launch_mma_d(const MmaParams& p, const CUtensorMap* mk, const CUtensorMap* mv, bool bf, int D, MmaForm f, dim3 grid,
+                    cudaStream_t st) {
+  return bf ? with_mma<__nv_bfloat16, LaunchOp, Status>(D, f, p, mk, mv, grid, st)
+            : with_mma<__half, LaunchOp, Status>(D, f, p, mk, mv, grid, st);
 }
 
 // Resident CTAs per SM of the mma kernel for this configuration (1 if the query fails); cached.
 int mma_ctas_per_sm(int64_t D, MmaForm f, AttnDtype dt) {
-  static int cache[2][2][2] = {};
+  static int cache[2][4][2] = {};
   const bool bf = dt == AttnDtype::bfloat16;
   int& c = cache[D == 128][int(f)][bf];
   if (c == 0) c = bf ? with_mma<__nv_bfloat16, OccupancyOp, int>(int(D), f) : with_mma<__half, OccupancyOp, int>(int(D), f);
@@ -579,7 +673,15 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   static const int split_round = env_knob("TESSERA_ATTN_SPLIT_ROUND", 64, 1, 1024);
   p.l2_prefetch = decode ? l2pf : 0;
   const bool warp_split = decode && p.rows <= ws_rows;
-  const MmaForm form = warp_split ? MmaForm::warp_split : MmaForm::rows64;
+  // Decode K/V through TMA where the Hopper kernel's conditions hold (sm_90a code on the device, D 64 or 128,
+  // K/V bases the map accepts); TESSERA_ATTN_DECODE_TMA=0 (A/B knob): 16-byte cp.async instead.
+  static const bool tma_on = env_knob("TESSERA_ATTN_DECODE_TMA", 1, 0, 1) == 1;
+  CUtensorMap mk{}, mv{};
+  const bool tma = decode && tma_on && (s.D == 64 || s.D == 128) && attn_detail::sm90_available() &&
+                   attn_detail::encode_map(&mk, k, s.dtype, s.B * s.Hkv, s.Sk, s.D, 64) &&
+                   attn_detail::encode_map(&mv, v, s.dtype, s.B * s.Hkv, s.Sk, s.D, 64);
+  const MmaForm form = warp_split ? (tma ? MmaForm::warp_split_tma : MmaForm::warp_split)
+                                  : (tma ? MmaForm::rows64_tma : MmaForm::rows64);
   const int rows_per_cta = warp_split ? 16 : 64;
   const int64_t row_tiles = (p.rows + rows_per_cta - 1) / rows_per_cta;
   const int64_t base_ctas = row_tiles * s.B * s.Hkv;
@@ -612,7 +714,7 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   const dim3 grid(unsigned(row_tiles), unsigned(s.B * s.Hkv), unsigned(p.splits));
   const bool bf = s.dtype == AttnDtype::bfloat16;
   if (p.splits == 1) {
-    return launch_mma_d(p, bf, int(s.D), form, grid, stream);
+    return launch_mma_d(p, &mk, &mv, bf, int(s.D), form, grid, stream);
   }
   const int64_t rows_total = s.B * s.Hq * s.Sq;
   // Combine: fused into the last CTA of each column (no second launch) for the 16-row warp-split form, where
@@ -658,7 +760,7 @@ Status launch_mma(void* o, const void* q, const void* k, const void* v, const At
   }
   p.o_part = static_cast<float*>(ws);
   p.lse_part = p.o_part + size_t(p.splits) * rows_total * s.D;
-  st = launch_mma_d(p, bf, int(s.D), form, grid, stream);
+  st = launch_mma_d(p, &mk, &mv, bf, int(s.D), form, grid, stream);
   if (st.ok() && !p.fused) {
     // Launched as a programmatic dependent of the split grid (sm_90+): its CTAs are resident and waiting when
     // the split grid ends, instead of a launch after it (the gap between the two kernels).

@@ -19,6 +19,8 @@
 //           the default at D=64, where the softmax is relatively twice as costly and more warps hide it
 #pragma once
 
+#include <cuda.h>  // CUtensorMap (attn_detail::encode_map)
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -60,6 +62,9 @@ const char* attention_variant_name(AttnVariant v);
 namespace attn_detail {
 // True when this build holds sm_90a code and device 0 runs it.
 bool sm90_available();
+// TMA map of a [BH, S, D] contiguous tensor: boxes of {64 columns, rows, 1}, 128-byte swizzle, zero fill past
+// the edges. False when the driver has no encoder or refuses the layout (e.g. a base not 16-byte aligned).
+bool encode_map(CUtensorMap* map, const void* base, AttnDtype dt, int64_t BH, int64_t S, int64_t D, int rows);
 // Launches the Hopper kernel variant `var`; pointers already offset and bounds-checked.
 Status launch_sm90(void* o, const void* q, const void* k, const void* v, const AttnShape& s, AttnVariant var,
                    cudaStream_t stream);

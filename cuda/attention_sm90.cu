@@ -410,21 +410,6 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// [BH, S, D] contiguous, boxes of {64 columns, rows, 1}, 128-byte swizzle, zero fill past the edges.
-bool encode_map(CUtensorMap* map, const void* base, AttnDtype dt, int64_t BH, int64_t S, int64_t D, int rows) {
-  auto enc = tensor_map_encoder();
-  if (!enc) return false;
-  const cuuint64_t dims[3] = {cuuint64_t(D), cuuint64_t(S), cuuint64_t(BH)};
-  const cuuint64_t strides[2] = {cuuint64_t(D * 2), cuuint64_t(S * D * 2)};
-  const cuuint32_t box[3] = {64, cuuint32_t(rows), 1};
-  const cuuint32_t estr[3] = {1, 1, 1};
-  const CUresult r =
-      enc(map, dt == AttnDtype::bfloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
-          const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS;
-}
-
 template <typename T, int kD, int kBN, int kSt, int kWG, bool kCausal, bool kPP>
 Status launch_one(const CUtensorMap& q, const CUtensorMap& k, const CUtensorMap& v, const CUtensorMap& o,
                   Sm90Params p, int64_t BHq, cudaStream_t stream) {
@@ -463,6 +448,23 @@ Status launch_d(const CUtensorMap& q, const CUtensorMap& k, const CUtensorMap& v
 }  // namespace
 
 namespace attn_detail {
+
+// [BH, S, D] contiguous, boxes of {64 columns, rows, 1}, 128-byte swizzle, zero fill past the edges.
+bool encode_map(CUtensorMap* map, const void* base, AttnDtype dt, int64_t BH, int64_t S, int64_t D, int rows) {
+  auto enc = tensor_map_encoder();
+  if (!enc) return false;
+  const cuuint64_t dims[3] = {cuuint64_t(D), cuuint64_t(S), cuuint64_t(BH)};
+  const cuuint64_t strides[2] = {cuuint64_t(D * 2), cuuint64_t(S * D * 2)};
+  const cuuint32_t box[3] = {64, cuuint32_t(rows), 1};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  const CUresult r =
+      enc(map, dt == AttnDtype::bfloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
+          const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS;
+}
+
+
 
 bool sm90_available() {
   static bool ok = false;
