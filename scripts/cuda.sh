@@ -127,6 +127,13 @@ run_attention() {
   grep -E '^(not ok|# )' "$out/attention-test.tap" | grep -v '^# cuda attention' | head -150
   echo "attention test exit $rc"
   if [ "$rc" -eq 124 ]; then tail -5 "$out/attention-test.tap"; echo "timed out: skipping memcheck and benchmark"; return 1; fi
+  # On Hopper, decode loads K/V through TMA; the 16-byte cp.async path (every other GPU) is tested here too.
+  echo "== test/cuda-attention.test.js, decode with cp.async loads (TESSERA_ATTN_DECODE_TMA=0)"
+  local crc=0
+  TESSERA_ATTN_DECODE_TMA=0 ATTN_TEST_VARIANTS=decode timeout "${ATTN_TEST_S:-300}" node test/cuda-attention.test.js \
+    > "$out/attention-test-cpasync.tap" 2>&1 || crc=$?
+  grep -E '^(not ok|# (pass|fail|tests))' "$out/attention-test-cpasync.tap" | head -40
+  echo "attention test (cp.async decode) exit $crc"
   echo "== memcheck (small shapes)"
   local mrc=0
   ATTN_QUICK=1 timeout "${ATTN_MEMCHECK_S:-180}" compute-sanitizer --tool memcheck node test/cuda-attention.test.js > "$out/attention-memcheck.log" 2>&1 || mrc=$?
