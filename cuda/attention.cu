@@ -24,6 +24,7 @@
 // Decode is bandwidth bound: B*Hkv*Sk*(D+Dv)*2 bytes; at the measured 3.0 TB/s (H100) a B8 Hkv8 Sk8192
 // D128 cache (268 MB with V) takes ~90 us. Tolerance as for the sm90 kernel (bf16 P, fp32 accumulation).
 #include "attention.cuh"
+#include "tma.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -97,43 +98,16 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
 // TMA (sm_90): K/V tiles land through the tensor copy engine on one mbarrier per stage (the decode forms on
 // H100: a bare streaming probe, cuda/dev/stream_ab.cu, read B1 Sk32768 in 47.6 us this way vs 50.1 us with
 // 16-byte cp.async). Compiled to nothing below sm_90, where the host never selects it.
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-#if __CUDA_ARCH__ >= 900
-  uint32_t done;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-#endif
-}
 // One stage: expect the bytes of the K and V boxes, then the kD/64 column boxes of each (kKT keys each).
 template <int kD, int kKT>
 __device__ __forceinline__ void tma_kv(uint32_t k_dst, uint32_t v_dst, const CUtensorMap* mk, const CUtensorMap* mv,
                                        int key0, int bh, uint32_t bar) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(2 * kKT * kD * 2) : "memory");
+  tma::mbar_expect_tx(bar, 2 * kKT * kD * 2);
 #pragma unroll
   for (int h = 0; h < kD / 64; ++h) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(
-            k_dst + h * kKT * 128),
-        "l"(reinterpret_cast<uint64_t>(mk)), "r"(h * 64), "r"(key0), "r"(bh), "r"(bar)
-        : "memory");
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::"r"(
-            v_dst + h * kKT * 128),
-        "l"(reinterpret_cast<uint64_t>(mv)), "r"(h * 64), "r"(key0), "r"(bh), "r"(bar)
-        : "memory");
+    tma::tma_load(k_dst + h * kKT * 128, mk, h * 64, key0, bh, bar);
+    tma::tma_load(v_dst + h * kKT * 128, mv, h * 64, key0, bh, bar);
   }
-#endif
 }
 // Shared address of (row, col) in a K/V stage: padded rows (cp.async) or TMA's layout, kD/64 column boxes of
 // kKT rows x 128 bytes whose 16-byte chunks are XOR-swizzled by row % 8 (conflict-free ldmatrix either way).
@@ -356,10 +330,8 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p, const 
     cp_async16(sQ + r * kStride + (c % kCpr) * 16, src, ok);
   }
   if (kTma && tid == 0) {
-    for (int st = 0; st < kStages; ++st) mbar_init(smem_u32(&full[st]), 1);
-#if __CUDA_ARCH__ >= 900
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
+    for (int st = 0; st < kStages; ++st) tma::mbar_init(smem_u32(&full[st]), 1);
+    tma::fence_mbar_init();
   }
   if (kTma) __syncthreads();
   auto load_kv = [&](int t, int st) {
@@ -411,7 +383,7 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(const MmaParams p, const 
         cp_wait<0>();
         __syncthreads();
       }
-      mbar_wait(smem_u32(&full[t % kStages]), (t / kStages) & 1);
+      tma::mbar_wait(smem_u32(&full[t % kStages]), (t / kStages) & 1);
     } else {
       cp_wait<kStages - 1>();
       __syncthreads();
