@@ -62,6 +62,8 @@ export class StorageBlock {
   handle: unknown;
   refs = 0;
   freed = false;
+  /** Bumped by every in-place write (Tensor.copy_, KV cache appends): caches derived from the contents key on it. */
+  version = 0;
 
   constructor(device: Device, dtype: DType, numel: number, host: HostArray | null, handle: unknown) {
     this.device = device;

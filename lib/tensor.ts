@@ -373,6 +373,7 @@ export class Tensor {
     }
     if (dtypeInfo(this.dtype).isPacked || dtypeInfo(src.dtype).isPacked) throw new TesseraError('E_DTYPE', 'copy_', 'packed int4/uint4 tensors cannot be written in place');
     if (this.size === 0) return this;
+    this._s.version++;
     if (this.device !== 'cpu') {
       if (this._copyView(src, 'copy_')) return this;
       throw new TesseraError('E_DTYPE', 'copy_', `no ${this.device} copy from ${src.dtype} to ${this.dtype}`);

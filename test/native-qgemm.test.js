@@ -343,6 +343,25 @@ test('cpu backend: qmatmul runs natively (prepack cached per weight), f32 / bf16
     const alias = qw.to('cpu');
     T.qmatmul(randT([2, 96]), alias).dispose();
     t.equal(prepacks, 1, `${dtype}: an alias from .to('cpu') shares the packed weights`);
+    // writing a part in place (copy_) must not leave stale packed weights behind
+    const x2 = randT([3, 96]);
+    const parts = dtype === 'int8' || dtype === 'float8_e4m3fn' ? ['scales', 'values'] : ['scales'];
+    for (const part of parts) {
+      // scales times -1.5, or two codes of every three zeroed
+      const old = qw[part].toFloat32();
+      const src = T.tensor(old.map((v, i) => (part === 'scales' ? v * -1.5 : i % 3 === 0 ? v : 0)), { shape: qw[part].shape, dtype: qw[part].dtype });
+      qw[part].copy_(src);
+      src.dispose();
+      T.setBackend('js');
+      const ref2 = T.qmatmul(x2, qw).toFloat64();
+      T.setBackend(null);
+      const o2 = T.qmatmul(x2, qw).toFloat64();
+      let e2 = 0;
+      let r2 = 0;
+      for (let i = 0; i < ref2.length; i++) { e2 += (o2[i] - ref2[i]) ** 2; r2 += ref2[i] ** 2; }
+      t.ok(r2 > 0 && Math.sqrt(e2 / r2) <= 2e-6, `${dtype}: after ${part}.copy_ the result follows the new ${part} (rel ${Math.sqrt(e2 / r2).toExponential(2)})`);
+    }
+    t.equal(prepacks, 1 + parts.length, `${dtype}: each in-place write repacked once`);
     prepacks = 0;
   }
   // a bad scale reaches the native check as an E_NATIVE error, never a crash

@@ -94,6 +94,7 @@ export class KVCache {
       let data = hostStorage(src);
       if (src.dtype !== 'float32') data = castStorage(src.dtype, 'float32', data, src.size);
       const out = dst._s.host as Float32Array;
+      dst._s.version++;
       for (let h = 0; h < this.numKvHeads; h++) {
         out.set((data as Float32Array).subarray(h * S * D, (h + 1) * S * D), (h * this.maxLen + this.length) * D);
       }

@@ -153,14 +153,15 @@ interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perT
 
 /**
  * Packed weights, made once per QuantizedTensor: keyed by the values' storage block (aliases from .to('cpu')
- * share it) and checked against the scales/zeros storage and layout. Writing a QuantizedTensor's parts in
- * place (Tensor.copy_) after its first qmatmul is not seen: storage has no version counter to key on yet.
+ * share it) and checked against the scales/zeros storage, the layout and the storages' versions, so writing
+ * a part in place (Tensor.copy_) repacks on the next qmatmul.
  */
 const qgemmCache = new WeakMap<object, { key: string; scales: object; zeros: object | null; packed: QgemmPacked }>();
 
 function qgemmPacked(nb: CpuBinding, inputs: Tensor[], at: QAttrs): QgemmPacked {
   const [, values, scales, zeros] = inputs;
-  const key = [at.qdtype, at.K, at.N, at.groupSize, at.perTensor, ...[values, scales, zeros].map((t) => (t ? `${t.offset}:${t.strides}` : ''))].join('/');
+  const key = [at.qdtype, at.K, at.N, at.groupSize, at.perTensor,
+    ...[values, scales, zeros].map((t) => (t ? `${t.offset}:${t.strides}:v${t._s.version}` : ''))].join('/');
   const hit = qgemmCache.get(values._s);
   if (hit && hit.key === key && hit.scales === scales._s && hit.zeros === (zeros ? zeros._s : null)) return hit.packed;
   const packed = nb.qgemmPrepack(at.qdtype, at.K, at.N, at.groupSize, at.perTensor, hostStorage(values) as Int8Array | Uint8Array,
