@@ -5,12 +5,12 @@
 // in registers, no packing (1x4096x4096: 0.94 ms vs 2.65 ms for float32 weights, 2 threads).
 //
 // Paths, by M (after folding a broadcast-B batch into M):
-//   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed whole
-//             (6-row / 16-col slivers per KC=256 block, cooperatively by all threads),
-//             then C tiles of ~120 rows x 64-256 cols, each swept KC block by KC block:
-//             per 16-col B sliver (L1) x each 6-row A sliver of the tile's A block
-//             (L2), one micro-kernel call. One parallel_for per call, no sleeping
-//             waits inside it (why: gemm_packed.cc).
+//   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed for all
+//             of K (6-row / 16-col slivers per KC=384 block), on demand by whichever
+//             thread first needs a piece; C tiles of ~120 rows x 64-256 cols, each
+//             swept KC block by KC block: per 16-col B sliver (L1) x each 6-row A
+//             sliver of the tile's A block (L2), one micro-kernel call. One
+//             parallel_for per call, no sleeping waits inside it (why: gemm_packed.cc).
 //   4 < M <= 192 (LLM linear at prefill / small batch): gemm_stream_b, one A block
 //             packed once for all of K, tasks over column chunks that pack their own B
 //             chunk (L2) per KC step, software-prefetching the next step's B rows
@@ -20,10 +20,11 @@
 //             along K when B is [N][K], row-axpy over K when B is [K][N]; B is streamed
 //             from memory once, in column chunks split over tasks.
 // The first KC block stores into C, later ones add, so C is never read before it is
-// written (NaN-poisoned outputs are fine). gemm_packed and gemm_stream_b run the same
-// micro-kernel over the same KC blocks in order, so an element's summation order
-// depends on nothing but K: results are bit-identical across thread counts, task
-// splits, tile edges and those two paths.
+// written (NaN-poisoned outputs are fine). Within a path an element's summation order
+// (the micro-kernel over the KC blocks in order) depends on nothing but K: results are
+// bit-identical across thread counts, task splits and tile edges. gemm_packed (KC 384)
+// and gemm_stream_b (KC 256) block K differently, so the two paths agree to rounding,
+// not to the bit (as the M <= 4 path never did).
 // transA/transB and batch strides are absorbed by the packing routines (below), which
 // read either layout; padding rows/cols of a sliver are zero-filled.
 //
@@ -34,7 +35,7 @@
 // Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc: 12 ymm accumulators, 2 B loads + 6
 // broadcasts per 12 FMAs), 4x8 portable C++ (below, which GCC vectorizes with
 // baseline SSE2). Blocking for Zen3-class cores (32 KB L1d, 512 KB L2): B sliver
-// 16 KB (L1), A block 120 x 256 = 120 KB (L2).
+// 24 KB (L1; 16 KB on gemm_stream_b's KC 256), A block 120 x 384 = 180 KB (L2).
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
 // Roofline (2-core Zen3 EPYC VM shared with other jobs; 2.445 GHz nominal, so 157
 // GFLOP/s nominal peak = 2 x 2.445 GHz x 32 flop/cycle; the cores turbo to ~3.1 GHz,
@@ -312,8 +313,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // L3 plus two barriers per KC step. A is packed once for all of K; each task owns a
 // column chunk and, per KC step, packs just its chunk of B (L2) right before the
 // micro-kernel sweeps it with every A sliver. B is read from memory exactly once;
-// one parallel_for per call. Same kernel and KC blocking as gemm_one, so results
-// are bit-identical to it (and across thread counts).
+// one parallel_for per call. Results are bit-identical across thread counts (K blocked
+// by k_gemm_kc = 256 whatever the split).
 void gemm_stream_b(float* c, const mat_view& a, const mat_view& b, int64_t m, int64_t n,
                    int64_t k, const detail::gemm_kernel_info& kern, bool parallel) {
   const int mr = kern.mr;

@@ -1,18 +1,23 @@
 // gemm_packed: the large-M driver of gemm_f32 (entry point, other paths and the
 // packing routines in gemm.cc; micro-kernels in gemm_avx2.cc).
 //
-// One parallel_for per call, run by `members` (one per pool thread). A round packs A
-// rows [i_lo, i_hi) and B columns [j_lo, j_hi) whole, for all of K, into one shared
+// One parallel_for per call, run by `members` (one per pool thread). A round covers A
+// rows [i_lo, i_hi) and B columns [j_lo, j_hi), packed for all of K into one shared
 // buffer (A as [kc block][6-row sliver][kc][mr], B as [kc block][16-col sliver][kc][nr]),
-// then computes the C tiles of that row x column range. Members claim pack units from a
-// counter and tiles from per-member ranges (stealing from the others' tails when their
-// own runs dry). A member only ever waits for units some other member has already
-// claimed and is running, so the call completes whatever number of pool threads turn up
-// (a late or absent helper just leaves more work to the caller), and it waits by
-// spinning: on the VM it was tuned on, a thread that has slept a while (halted vCPU)
-// sometimes takes a millisecond or more to wake, longer than a whole call's imbalance.
-// One parallel_for means at most one such wake-up per call (the helper's), and the
-// caller starts packing without waiting for it.
+// and computes the C tiles of that row x column range. Members take tiles from
+// per-member ranges (stealing from the others' tails when their own runs dry). Packing
+// is on demand, with no barrier: before a tile's KC block q, its member packs the A
+// rows (q, tile row block) and B columns (q, tile column block) unless some member
+// already has, so packing is spread through the call, and the member that packs a unit
+// uses it at once, from its own L2 (packing everything first, then computing, left
+// both cores waiting on memory at the same time; 1024^3 spent ~7% of the call there).
+// A member only ever waits for a unit another member has claimed and is packing right
+// now, or, at the end of a round, for tiles being computed, so the call completes
+// whatever number of pool threads turn up (a late or absent helper just leaves more
+// work to the caller), and it waits by spinning: on the VM it was tuned on, a thread
+// that has slept a while (halted vCPU) sometimes takes a millisecond or more to wake,
+// longer than a whole call's imbalance. One parallel_for means at most one such wake-up
+// per call (the helper's), and the caller starts without waiting for it.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -38,8 +43,13 @@ using detail::gemm_pack_a;
 using detail::gemm_pack_b;
 using detail::gemm_pack_b_rows;
 
-constexpr int64_t k_kc = detail::k_gemm_kc;
-constexpr int64_t k_mc = 120;  // rows per tile, before evening out: A block 120 x 256 in L2
+// K block of this path: 384, not gemm_stream_b's 256 (k_gemm_kc). A B sliver is then
+// 24 KB, most of L1, and the L2->L1 stream of the 9 KB A slivers evicts a few of its
+// lines, but each C tile is loaded and stored a third fewer times and the per-call
+// overhead is spread over 1.5x the FMAs: 1024^3 went ~4-5% faster per core (1 and 2
+// threads; 512-wide K blocks measured no better than 256).
+constexpr int64_t k_kc = 384;
+constexpr int64_t k_mc = 120;  // rows per tile, before evening out: A block 120 x 384 in L2
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -127,7 +137,7 @@ struct scoped_buffer {
 };
 
 // Cap on one round's packed A, and on its packed B (floats): 20 MB each, so 2048^2
-// (padded to 2052 x 2048) is one round.
+// (padded to 2052 x 2304) is one round.
 constexpr int64_t k_round_floats = int64_t{5} << 20;
 
 // Tile ranges of one member, [lo, hi) packed into one word so claim and steal are CAS.
@@ -296,7 +306,7 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
   p.kern = kern;
   p.members = parallel ? std::max(1, num_threads()) : 1;
   p.n_q = ceil_div(k, k_kc);
-  // Rows per tile: ~120 (A block of 120 x 256 floats in L2), evened out over the blocks.
+  // Rows per tile: ~120 (A block of 120 x 384 floats, 180 KB, in L2), evened out over the blocks.
   const int64_t m_blocks = ceil_div(m, k_mc);
   p.mc = ceil_div(ceil_div(m, m_blocks), mr) * mr;
   // Columns per tile: up to 256 (the C tile stays in L2 over all of K), down to 64
