@@ -39,18 +39,19 @@
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
 // Roofline (2-core Zen3 EPYC VM shared with other jobs; 2.445 GHz nominal, so 157
 // GFLOP/s nominal peak = 2 x 2.445 GHz x 32 flop/cycle; the cores turbo to ~3.1 GHz,
-// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, in L1:
-// ~88-92 GFLOP/s per core (4x24 and other unrolls measured within noise of it).
-// gemm_f32 square, 2 threads, calls back to back on a reused output, idle machine:
-// 1024: best 164 (104% of nominal), mean ~130-150; 2048: best 170 (108%), mean
-// ~156 (pack phase 1.0 / 3 ms, the rest at ~80-84 GFLOP/s per core); the previous
-// driver (two parallel_fors per KC block) gave ~150-159 best in the same loop.
-// Through the JS API in the CPU benchmark (one cold call per round after the peers'
-// turns, fresh 4-16 MB output each call): 1024 ~77-84, 2048 ~115-123 GFLOP/s vs numpy
-// ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
-// outside the kernel: output allocation and first-touch page faults (~2.5 us per
-// 4 KB page here; asking for huge pages on the output did not help cold calls),
-// cold caches, and the peers' threads still spinning when tessera's turn starts.
+// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, A from L2
+// and B in L1: ~95-98 GFLOP/s on one core, ~92-97 each with both busy (4x24 and other
+// unrolls measured within noise of it).
+// gemm_f32 square, 2 threads, calls back to back on a reused output (C++ loop): 1024
+// best ~175-180, median ~150-160 GFLOP/s; 2048 best ~165, median ~150; per core ~77-80
+// GFLOP per CPU-second, of which the kernel takes ~90% of the time (at ~92% of its
+// L2/L1 rate: packed pieces come from L3 or the other core), packing ~6% (8 MB read
+// and 8 MB written at 1024, memory bound: its prefetch distance, hint and loop order
+// all measured within noise), waits and scheduling the rest.
+// Through the JS API in the CPU benchmark (bursts of calls, fresh 4-16 MB output each
+// call, ~0.5 ms to allocate at 1024): 1024 ~120-140, 2048 ~135-150 GFLOP/s, within
+// 0.97-1.02x of numpy and 1.2-1.5x ORT in the same runs; this VM's noise between runs
+// is about as large.
 // Earlier measurements, not redone: generic path, 2 threads ~30-50 GFLOP/s; M = 1
 // (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"

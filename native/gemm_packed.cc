@@ -9,8 +9,9 @@
 // is on demand, with no barrier: before a tile's KC block q, its member packs the A
 // rows (q, tile row block) and B columns (q, tile column block) unless some member
 // already has, so packing is spread through the call, and the member that packs a unit
-// uses it at once, from its own L2 (packing everything first, then computing, left
-// both cores waiting on memory at the same time; 1024^3 spent ~7% of the call there).
+// uses it at once, from its own L2. Against packing everything first behind a barrier:
+// 256^3 ~10% faster (2 threads, back to back), 512^3 to 2048^3 the same within this
+// VM's noise (packing is ~6% of the call either way).
 // A member only ever waits for a unit another member has claimed and is packing right
 // now, or, at the end of a round, for tiles being computed, so the call completes
 // whatever number of pool threads turn up (a late or absent helper just leaves more
