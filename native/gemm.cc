@@ -5,12 +5,12 @@
 // in registers, no packing (1x4096x4096: 0.94 ms vs 2.65 ms for float32 weights, 2 threads).
 //
 // Paths, by M (after folding a broadcast-B batch into M):
-//   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed whole
-//             (6-row / 16-col slivers per KC=256 block, cooperatively by all threads),
-//             then C tiles of ~120 rows x 64-256 cols, each swept KC block by KC block:
-//             per 16-col B sliver (L1) x each 6-row A sliver of the tile's A block
-//             (L2), one micro-kernel call. One parallel_for per call, no sleeping
-//             waits inside it (why: gemm_packed.cc).
+//   M > 192   gemm_packed (gemm_packed.cc), Goto/BLIS style: A and B packed for all
+//             of K (6-row / 16-col slivers per KC=384 block), on demand by whichever
+//             thread first needs a piece; C tiles of ~120 rows x 64-256 cols, each
+//             swept KC block by KC block: per 16-col B sliver (L1) x each 6-row A
+//             sliver of the tile's A block (L2), one micro-kernel call. One
+//             parallel_for per call, no sleeping waits inside it (why: gemm_packed.cc).
 //   4 < M <= 192 (LLM linear at prefill / small batch): gemm_stream_b, one A block
 //             packed once for all of K, tasks over column chunks that pack their own B
 //             chunk (L2) per KC step, software-prefetching the next step's B rows
@@ -20,10 +20,11 @@
 //             along K when B is [N][K], row-axpy over K when B is [K][N]; B is streamed
 //             from memory once, in column chunks split over tasks.
 // The first KC block stores into C, later ones add, so C is never read before it is
-// written (NaN-poisoned outputs are fine). gemm_packed and gemm_stream_b run the same
-// micro-kernel over the same KC blocks in order, so an element's summation order
-// depends on nothing but K: results are bit-identical across thread counts, task
-// splits, tile edges and those two paths.
+// written (NaN-poisoned outputs are fine). Within a path an element's summation order
+// (the micro-kernel over the KC blocks in order) depends on nothing but K: results are
+// bit-identical across thread counts, task splits and tile edges. gemm_packed (KC 384)
+// and gemm_stream_b (KC 256) block K differently, so the two paths agree to rounding,
+// not to the bit (as the M <= 4 path never did).
 // transA/transB and batch strides are absorbed by the packing routines (below), which
 // read either layout; padding rows/cols of a sliver are zero-filled.
 //
@@ -34,22 +35,23 @@
 // Micro-kernels: 6x16 AVX2+FMA (gemm_avx2.cc: 12 ymm accumulators, 2 B loads + 6
 // broadcasts per 12 FMAs), 4x8 portable C++ (below, which GCC vectorizes with
 // baseline SSE2). Blocking for Zen3-class cores (32 KB L1d, 512 KB L2): B sliver
-// 16 KB (L1), A block 120 x 256 = 120 KB (L2).
+// 24 KB (L1; 16 KB on gemm_stream_b's KC 256), A block 120 x 384 = 180 KB (L2).
 // Tolerance: f32 accumulate, ||out-ref||/||ref|| ~1e-6 for K <= 4096 vs float64.
 // Roofline (2-core Zen3 EPYC VM shared with other jobs; 2.445 GHz nominal, so 157
 // GFLOP/s nominal peak = 2 x 2.445 GHz x 32 flop/cycle; the cores turbo to ~3.1 GHz,
-// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, in L1:
-// ~88-92 GFLOP/s per core (4x24 and other unrolls measured within noise of it).
-// gemm_f32 square, 2 threads, calls back to back on a reused output, idle machine:
-// 1024: best 164 (104% of nominal), mean ~130-150; 2048: best 170 (108%), mean
-// ~156 (pack phase 1.0 / 3 ms, the rest at ~80-84 GFLOP/s per core); the previous
-// driver (two parallel_fors per KC block) gave ~150-159 best in the same loop.
-// Through the JS API in the CPU benchmark (one cold call per round after the peers'
-// turns, fresh 4-16 MB output each call): 1024 ~77-84, 2048 ~115-123 GFLOP/s vs numpy
-// ~103-150 and ORT ~61-121 in the same runs; the gap to the back-to-back rate is
-// outside the kernel: output allocation and first-touch page faults (~2.5 us per
-// 4 KB page here; asking for huge pages on the output did not help cold calls),
-// cold caches, and the peers' threads still spinning when tessera's turn starts.
+// where a pure-FMA loop gives ~100 GFLOP/s per core). The 6x16 kernel alone, A from L2
+// and B in L1: ~95-98 GFLOP/s on one core, ~92-97 each with both busy (4x24 and other
+// unrolls measured within noise of it).
+// gemm_f32 square, 2 threads, calls back to back on a reused output (C++ loop): 1024
+// best ~175-180, median ~150-160 GFLOP/s; 2048 best ~165, median ~150; per core ~77-80
+// GFLOP per CPU-second, of which the kernel takes ~90% of the time (at ~92% of its
+// L2/L1 rate: packed pieces come from L3 or the other core), packing ~6% (8 MB read
+// and 8 MB written at 1024, memory bound: its prefetch distance, hint and loop order
+// all measured within noise), waits and scheduling the rest.
+// Through the JS API in the CPU benchmark (bursts of calls, fresh 4-16 MB output each
+// call, ~0.5 ms to allocate at 1024): 1024 ~120-140, 2048 ~135-150 GFLOP/s, within
+// 0.97-1.02x of numpy and 1.2-1.5x ORT in the same runs; this VM's noise between runs
+// is about as large.
 // Earlier measurements, not redone: generic path, 2 threads ~30-50 GFLOP/s; M = 1
 // (4096 x 4096) ~1.4 ms, ~45 GB/s of B, memory bound.
 #include "gemm.h"
@@ -312,8 +314,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // L3 plus two barriers per KC step. A is packed once for all of K; each task owns a
 // column chunk and, per KC step, packs just its chunk of B (L2) right before the
 // micro-kernel sweeps it with every A sliver. B is read from memory exactly once;
-// one parallel_for per call. Same kernel and KC blocking as gemm_one, so results
-// are bit-identical to it (and across thread counts).
+// one parallel_for per call. Results are bit-identical across thread counts (K blocked
+// by k_gemm_kc = 256 whatever the split).
 void gemm_stream_b(float* c, const mat_view& a, const mat_view& b, int64_t m, int64_t n,
                    int64_t k, const detail::gemm_kernel_info& kern, bool parallel) {
   const int mr = kern.mr;

@@ -49,7 +49,9 @@ bool gemm_pack_a6_avx2(float* dst, const float* src, int64_t lda, int64_t kc);
 
 // ---- shared by gemm.cc and gemm_packed.cc ----------------------------------------
 
-constexpr int64_t k_gemm_kc = 256;  // K block; every path sums an element's K blocks in order
+// K block of gemm_stream_b (gemm_packed uses its own, 384); each path sums an element's K
+// blocks in order.
+constexpr int64_t k_gemm_kc = 256;
 
 // Element (i, p) at p[i * rs + p * cs] (A as (i, p), B as (p, j)); with src f16 / bf16 the
 // element is the 16-bit value at h[i * rs + p * cs] instead (p unused), widened when packed.

@@ -5,7 +5,8 @@
 // 1 for the broadcast A element (15 of 16 ymm). Per k step: 2 B loads, 6
 // broadcasts, 12 FMAs, so the two FMA pipes of Haswell..Zen3 stay busy while
 // the loads ride the two load ports. Packed A is [k][6], packed B is [k][16],
-// both streamed linearly (B sliver = 16 KB at kc=256 stays in L1).
+// both streamed linearly (B sliver = 24 KB at gemm_packed's kc = 384, 16 KB at 256,
+// stays in L1).
 // Edge tiles run the same arithmetic into a stack tile and copy the valid part,
 // so an element's value never depends on where the tile boundary falls.
 // Small-M path (m <= 4, decode GEMV): no packing. transB: R x C tiles of dot

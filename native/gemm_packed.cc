@@ -1,18 +1,24 @@
 // gemm_packed: the large-M driver of gemm_f32 (entry point, other paths and the
 // packing routines in gemm.cc; micro-kernels in gemm_avx2.cc).
 //
-// One parallel_for per call, run by `members` (one per pool thread). A round packs A
-// rows [i_lo, i_hi) and B columns [j_lo, j_hi) whole, for all of K, into one shared
+// One parallel_for per call, run by `members` (one per pool thread). A round covers A
+// rows [i_lo, i_hi) and B columns [j_lo, j_hi), packed for all of K into one shared
 // buffer (A as [kc block][6-row sliver][kc][mr], B as [kc block][16-col sliver][kc][nr]),
-// then computes the C tiles of that row x column range. Members claim pack units from a
-// counter and tiles from per-member ranges (stealing from the others' tails when their
-// own runs dry). A member only ever waits for units some other member has already
-// claimed and is running, so the call completes whatever number of pool threads turn up
-// (a late or absent helper just leaves more work to the caller), and it waits by
-// spinning: on the VM it was tuned on, a thread that has slept a while (halted vCPU)
-// sometimes takes a millisecond or more to wake, longer than a whole call's imbalance.
-// One parallel_for means at most one such wake-up per call (the helper's), and the
-// caller starts packing without waiting for it.
+// and computes the C tiles of that row x column range. Members take tiles from
+// per-member ranges (stealing from the others' tails when their own runs dry). Packing
+// is on demand, with no barrier: before a tile's KC block q, its member packs the A
+// rows (q, tile row block) and B columns (q, tile column block) unless some member
+// already has, so packing is spread through the call, and the member that packs a unit
+// uses it at once, from its own L2. Against packing everything first behind a barrier:
+// 256^3 ~10% faster (2 threads, back to back), 512^3 to 2048^3 the same within this
+// VM's noise (packing is ~6% of the call either way).
+// A member only ever waits for a unit another member has claimed and is packing right
+// now, or, at the end of a round, for tiles being computed, so the call completes
+// whatever number of pool threads turn up (a late or absent helper just leaves more
+// work to the caller), and it waits by spinning: on the VM it was tuned on, a thread
+// that has slept a while (halted vCPU) sometimes takes a millisecond or more to wake,
+// longer than a whole call's imbalance. One parallel_for means at most one such wake-up
+// per call (the helper's), and the caller starts without waiting for it.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -38,8 +44,13 @@ using detail::gemm_pack_a;
 using detail::gemm_pack_b;
 using detail::gemm_pack_b_rows;
 
-constexpr int64_t k_kc = detail::k_gemm_kc;
-constexpr int64_t k_mc = 120;  // rows per tile, before evening out: A block 120 x 256 in L2
+// K block of this path: 384, not gemm_stream_b's 256 (k_gemm_kc). A B sliver is then
+// 24 KB, most of L1, and the L2->L1 stream of the 9 KB A slivers evicts a few of its
+// lines, but each C tile is loaded and stored a third fewer times and the per-call
+// overhead is spread over 1.5x the FMAs: 1024^3 went ~4-5% faster per core (1 and 2
+// threads; 512-wide K blocks measured no better than 256).
+constexpr int64_t k_kc = 384;
+constexpr int64_t k_mc = 120;  // rows per tile, before evening out: A block 120 x 384 in L2
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -127,7 +138,7 @@ struct scoped_buffer {
 };
 
 // Cap on one round's packed A, and on its packed B (floats): 20 MB each, so 2048^2
-// (padded to 2052 x 2048) is one round.
+// (padded to 2052 x 2304) is one round.
 constexpr int64_t k_round_floats = int64_t{5} << 20;
 
 // Tile ranges of one member, [lo, hi) packed into one word so claim and steal are CAS.
@@ -159,8 +170,6 @@ struct alignas(64) tile_range {
 };
 
 struct alignas(64) round_state {
-  std::atomic<int64_t> next_pack{0};
-  std::atomic<int64_t> packs_done{0};
   std::atomic<int64_t> tiles_done{0};
 };
 
@@ -177,85 +186,100 @@ struct packed_plan {
   int64_t round_rows;   // rows per round (multiple of mc)
   int64_t round_cols;   // cols per round (multiple of tile_cols)
   int64_t rounds_i, rounds_j;
+  int64_t row_blocks;   // tiles down one round (max over rounds)
+  int64_t col_tiles;    // tiles across one round (max over rounds)
   // packed buffers (one round)
   float* ap;
   float* bp;
-  // pack units per round: A units first (when the round packs A), then B units
-  static constexpr int64_t a_unit_slivers = 20;  // 120 x 256 floats at mr = 6
-  static constexpr int64_t b_unit_slivers = 8;   // 128 columns x 256
 };
 
-void pack_a_unit(const packed_plan& p, int64_t i_lo, int64_t m_pad, int64_t u) {
+// One round's geometry, as a member sees it.
+struct round_view {
+  int64_t i_lo, m_pad, i_end;  // rows [i_lo, i_end), padded to m_pad
+  int64_t j_lo, n_pad, j_end;  // cols [j_lo, j_end), padded to n_pad
+  int64_t col_tiles;
+  std::atomic<int>* a_state;   // [q][row block]: 0 free, 1 being packed, 2 packed
+  std::atomic<int>* b_state;   // [q][column tile]
+};
+
+// Packs a unit unless some member has claimed it; then waits for that member, which
+// is packing it right now (claim and pack are one step), so the wait is short and
+// never circular.
+template <class F>
+void ensure_packed(std::atomic<int>& st, F pack) {
+  int v = st.load(std::memory_order_acquire);
+  if (v == 2) return;
+  if (v == 0 && st.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
+    pack();
+    st.store(2, std::memory_order_release);
+    return;
+  }
+  spin_until([&] { return st.load(std::memory_order_acquire) == 2; });
+}
+
+// A slivers [r0, r1) of KC block q.
+void pack_a_slivers(const packed_plan& p, const round_view& rv, int64_t q, int64_t r0,
+                    int64_t r1) {
   const int mr = p.kern.mr;
-  const int64_t m_sl = m_pad / mr;
-  const int64_t per_q = ceil_div(m_sl, packed_plan::a_unit_slivers);
-  const int64_t q = u / per_q;
-  const int64_t r0 = (u % per_q) * packed_plan::a_unit_slivers;
-  const int64_t r1 = std::min(m_sl, r0 + packed_plan::a_unit_slivers);
   const int64_t pc = q * k_kc;
   const int64_t kc = std::min(k_kc, p.k - pc);
-  float* dst = p.ap + q * k_kc * m_pad;
-  const int64_t i_end = std::min(p.m, i_lo + m_pad);
+  float* dst = p.ap + q * k_kc * rv.m_pad;
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t i = i_lo + r * mr;
-    const int rows = static_cast<int>(std::min<int64_t>(mr, i_end - i));
+    const int64_t i = rv.i_lo + r * mr;
+    const int rows = static_cast<int>(std::min<int64_t>(mr, rv.i_end - i));
     gemm_pack_a(dst + r * kc * mr, p.a, i, rows, pc, kc, mr);
   }
 }
 
-void pack_b_unit(const packed_plan& p, int64_t j_lo, int64_t n_pad, int64_t u) {
+// B slivers [s0, s1) of KC block q.
+void pack_b_slivers(const packed_plan& p, const round_view& rv, int64_t q, int64_t s0,
+                    int64_t s1) {
   const int nr = p.kern.nr;
-  const int64_t n_sl = n_pad / nr;
-  const int64_t per_q = ceil_div(n_sl, packed_plan::b_unit_slivers);
-  const int64_t q = u / per_q;
-  const int64_t s0 = (u % per_q) * packed_plan::b_unit_slivers;
-  const int64_t s1 = std::min(n_sl, s0 + packed_plan::b_unit_slivers);
   const int64_t pc = q * k_kc;
   const int64_t kc = std::min(k_kc, p.k - pc);
-  float* dst = p.bp + q * k_kc * n_pad;
-  const int64_t j_end = std::min(p.n, j_lo + n_pad);
+  float* dst = p.bp + q * k_kc * rv.n_pad;
   int64_t s = s0;
   if (p.b.cs == 1 && p.b.src == gemm_src::f32) {  // row-major B: whole slivers row by row
-    const int64_t full = std::min(s1, (j_end - j_lo) / nr);
+    const int64_t full = std::min(s1, (rv.j_end - rv.j_lo) / nr);
     if (full > s) {
-      const float* src = p.b.p + pc * p.b.rs + j_lo + s * nr;
+      const float* src = p.b.p + pc * p.b.rs + rv.j_lo + s * nr;
       gemm_pack_b_rows(dst + s * kc * nr, src, p.b.rs, kc, full - s, nr);
       s = full;
     }
   }
   for (; s < s1; ++s) {
-    const int64_t j = j_lo + s * nr;
-    const int cols = static_cast<int>(std::min<int64_t>(nr, j_end - j));
+    const int64_t j = rv.j_lo + s * nr;
+    const int cols = static_cast<int>(std::min<int64_t>(nr, rv.j_end - j));
     gemm_pack_b(dst + s * kc * nr, p.b, j, cols, pc, kc, nr);
   }
 }
 
-void run_tile(const packed_plan& p, int64_t i_lo, int64_t m_pad, int64_t j_lo, int64_t n_pad,
-              int64_t t) {
+// C tile t of the round, KC block by KC block; each block's A and B slivers are packed
+// first if no member has yet (the member that packs them uses them while they are hot).
+void run_tile(const packed_plan& p, const round_view& rv, int64_t t) {
   const int mr = p.kern.mr;
   const int nr = p.kern.nr;
-  const int64_t i_end = std::min(p.m, i_lo + m_pad);
-  const int64_t j_end = std::min(p.n, j_lo + n_pad);
-  const int64_t col_tiles = ceil_div(j_end - j_lo, p.tile_cols);
-  const int64_t ti = t / col_tiles;
-  const int64_t tj = t % col_tiles;
+  const int64_t ti = t / rv.col_tiles;
+  const int64_t tj = t % rv.col_tiles;
   const int64_t r0 = ti * p.mc / mr;
-  const int64_t r1 = std::min(m_pad / mr, r0 + p.mc / mr);
+  const int64_t r1 = std::min(rv.m_pad / mr, r0 + p.mc / mr);
   const int64_t s0 = tj * p.tile_cols / nr;
-  const int64_t s1 = std::min(n_pad / nr, s0 + p.tile_cols / nr);
+  const int64_t s1 = std::min(rv.n_pad / nr, s0 + p.tile_cols / nr);
   const int64_t ldc = p.n;
   for (int64_t q = 0; q < p.n_q; ++q) {
+    ensure_packed(rv.a_state[q * p.row_blocks + ti], [&] { pack_a_slivers(p, rv, q, r0, r1); });
+    ensure_packed(rv.b_state[q * p.col_tiles + tj], [&] { pack_b_slivers(p, rv, q, s0, s1); });
     const int64_t pc = q * k_kc;
     const int64_t kc = std::min(k_kc, p.k - pc);
-    const float* aq = p.ap + q * k_kc * m_pad;
-    const float* bq = p.bp + q * k_kc * n_pad;
+    const float* aq = p.ap + q * k_kc * rv.m_pad;
+    const float* bq = p.bp + q * k_kc * rv.n_pad;
     for (int64_t s = s0; s < s1; ++s) {
-      const int64_t j = j_lo + s * nr;
-      const int cols = static_cast<int>(std::min<int64_t>(nr, j_end - j));
+      const int64_t j = rv.j_lo + s * nr;
+      const int cols = static_cast<int>(std::min<int64_t>(nr, rv.j_end - j));
       const float* bs = bq + s * kc * nr;
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t i = i_lo + r * mr;
-        const int rows = static_cast<int>(std::min<int64_t>(mr, i_end - i));
+        const int64_t i = rv.i_lo + r * mr;
+        const int rows = static_cast<int>(std::min<int64_t>(mr, rv.i_end - i));
         p.kern.kernel(kc, aq + r * kc * mr, bs, p.c + i * ldc + j, ldc, rows, cols, q > 0);
       }
     }
@@ -283,7 +307,7 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
   p.kern = kern;
   p.members = parallel ? std::max(1, num_threads()) : 1;
   p.n_q = ceil_div(k, k_kc);
-  // Rows per tile: ~120 (A block of 120 x 256 floats in L2), evened out over the blocks.
+  // Rows per tile: ~120 (A block of 120 x 384 floats, 180 KB, in L2), evened out over the blocks.
   const int64_t m_blocks = ceil_div(m, k_mc);
   p.mc = ceil_div(ceil_div(m, m_blocks), mr) * mr;
   // Columns per tile: up to 256 (the C tile stays in L2 over all of K), down to 64
@@ -309,6 +333,14 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
   p.bp = buf.l.p + m_pad_max * k_pad;
 
   const int64_t n_rounds = p.rounds_i * p.rounds_j;
+  p.row_blocks = ceil_div(std::min(m, p.round_rows), p.mc);
+  p.col_tiles = ceil_div(std::min(n, p.round_cols), p.tile_cols);
+  // Pack states: A per row round (later column rounds reuse its packed rows), B per
+  // round, or once for all when there is one column round (B is packed once).
+  const int64_t b_sets = p.rounds_j > 1 ? n_rounds : 1;
+  const int64_t a_per = p.n_q * p.row_blocks, b_per = p.n_q * p.col_tiles;
+  std::vector<std::atomic<int>> states(static_cast<size_t>(p.rounds_i * a_per + b_sets * b_per));
+  for (auto& x : states) x.store(0, std::memory_order_relaxed);
   std::vector<round_state> rs(static_cast<size_t>(n_rounds));
   std::vector<tile_range> ranges(static_cast<size_t>(n_rounds * p.members));
   // Per round: ranges split the tiles evenly over the members.
@@ -327,43 +359,29 @@ void gemm_packed(float* c, const gemm_view& a, const gemm_view& b, int64_t m, in
   auto member = [&](int64_t self) {
     for (int64_t rd = 0; rd < n_rounds; ++rd) {
       const int64_t ii = rd / p.rounds_j, jj = rd % p.rounds_j;
-      const int64_t i_lo = ii * p.round_rows;
-      const int64_t j_lo = jj * p.round_cols;
-      const int64_t m_pad = ceil_div(std::min(p.round_rows, m - i_lo), mr) * mr;
-      const int64_t n_pad = ceil_div(std::min(p.round_cols, n - j_lo), nr) * nr;
-      const bool pack_a = jj == 0;                    // A rows change with ii only
-      const bool pack_b = ii == 0 || p.rounds_j > 1;  // one column round: B packed once
-      const int64_t a_units =
-          pack_a ? p.n_q * ceil_div(m_pad / mr, packed_plan::a_unit_slivers) : 0;
-      const int64_t b_units =
-          pack_b ? p.n_q * ceil_div(n_pad / nr, packed_plan::b_unit_slivers) : 0;
+      round_view rv;
+      rv.i_lo = ii * p.round_rows;
+      rv.j_lo = jj * p.round_cols;
+      rv.i_end = std::min(m, rv.i_lo + p.round_rows);
+      rv.j_end = std::min(n, rv.j_lo + p.round_cols);
+      rv.m_pad = ceil_div(rv.i_end - rv.i_lo, mr) * mr;
+      rv.n_pad = ceil_div(rv.j_end - rv.j_lo, nr) * nr;
+      rv.col_tiles = ceil_div(rv.j_end - rv.j_lo, p.tile_cols);
+      rv.a_state = states.data() + ii * a_per;
+      rv.b_state = states.data() + p.rounds_i * a_per + (p.rounds_j > 1 ? rd : 0) * b_per;
+      const int64_t tiles = ceil_div(rv.m_pad, p.mc) * rv.col_tiles;
       round_state& st = rs[rd];
       // The previous round's tiles are all done (waited below), so its buffers are free.
-      for (;;) {
-        const int64_t u = st.next_pack.fetch_add(1, std::memory_order_relaxed);
-        if (u >= a_units + b_units) break;
-        if (u < a_units) {
-          pack_a_unit(p, i_lo, m_pad, u);
-        } else {
-          pack_b_unit(p, j_lo, n_pad, u - a_units);
-        }
-        st.packs_done.fetch_add(1, std::memory_order_release);
-      }
-      spin_until(
-          [&] { return st.packs_done.load(std::memory_order_acquire) == a_units + b_units; });
-
-      const int64_t tiles =
-          ceil_div(m_pad, p.mc) * ceil_div(std::min(p.round_cols, n - j_lo), p.tile_cols);
       tile_range* rr = ranges.data() + rd * p.members;
       int64_t t;
       while (rr[self].take_front(t)) {
-        run_tile(p, i_lo, m_pad, j_lo, n_pad, t);
+        run_tile(p, rv, t);
         st.tiles_done.fetch_add(1, std::memory_order_release);
       }
       for (int v = 1; v < p.members; ++v) {
         tile_range& victim = rr[(self + v) % p.members];
         while (victim.take_back(t)) {
-          run_tile(p, i_lo, m_pad, j_lo, n_pad, t);
+          run_tile(p, rv, t);
           st.tiles_done.fetch_add(1, std::memory_order_release);
         }
       }
