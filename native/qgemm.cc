@@ -446,60 +446,61 @@ void fill_nan_row(float* row, int64_t n) {
 
 // ---- int8 -----------------------------------------------------------------------------------
 
-// Quantizes row m of x into dst (padded like the weights, pads 0): sx = fround(maxabs / 127)
-// (0 -> 1), q = clamp(rne(x / sx), -127, 127) in double. Returns false for a row holding a
-// non-finite value (dst zeroed, *sx = 0: the caller overwrites its output with NaN).
-template <class T>
-bool quantize_act_row(T* dst, double* sx, const void* x, qgemm_act act, int64_t m,
-                      const qgemm_packed& p, bool avx2) {
-  const int64_t k = p.k;
-  const float* row;
+// Row m of x as float32 (16-bit activations widened into tls_row) and its activation scale
+// sx = fround(maxabs / 127) (0 -> 1). False for a row holding a non-finite value (the caller
+// zeroes its codes and overwrites its output with NaN).
+bool act_row(const float** row, float* sx, const void* x, qgemm_act act, int64_t m, int64_t k,
+             bool avx2) {
   if (act == qgemm_act::f32) {
-    row = static_cast<const float*>(x) + m * k;
+    *row = static_cast<const float*>(x) + m * k;
   } else {
     float* tmp = tls_row.get(static_cast<size_t>(k));
     load_row(tmp, x, act, m, k);
-    row = tmp;
+    *row = tmp;
   }
   float maxabs = 0.0f;
   bool finite = true;
-  if (!(avx2 && detail::maxabs_avx2(row, k, &maxabs, &finite))) {
+  if (!(avx2 && detail::maxabs_avx2(*row, k, &maxabs, &finite))) {
     for (int64_t j = 0; j < k; ++j) {
-      const float a = std::fabs(row[j]);
+      const float a = std::fabs((*row)[j]);
       if (!std::isfinite(a)) finite = false;
       maxabs = std::max(maxabs, a);
     }
   }
-  if (!finite) {
+  const float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
+  *sx = s == 0.0f ? 1.0f : s;
+  return finite;
+}
+
+// q = clamp(rne(v / sx), -127, 127), the quotient in double (the reference's arithmetic).
+inline int quantize_one(float v, float sx) {
+  return static_cast<int>(std::clamp(std::nearbyint(static_cast<double>(v) / sx), -127.0, 127.0));
+}
+
+// Quantizes row m of x into dst, padded like the weights (pads 0); *sx as act_row, 0 for a
+// non-finite row (dst zeroed).
+bool quantize_act_row(int8_t* dst, double* sx, const void* x, qgemm_act act, int64_t m,
+                      const qgemm_packed& p, bool avx2) {
+  const float* row;
+  float s;
+  if (!act_row(&row, &s, x, act, m, p.k, avx2)) {
     *sx = 0.0;
-    std::memset(dst, 0, static_cast<size_t>(p.kp) * sizeof(T));
+    std::memset(dst, 0, static_cast<size_t>(p.kp));
     return false;
   }
-  float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
-  if (s == 0.0f) s = 1.0f;
   *sx = s;
   for (int64_t g = 0; g < p.groups; ++g) {
     const int64_t k0 = g * p.group_size;
-    const int64_t len = std::min(k, k0 + p.group_size) - k0;
-    T* d = dst + p.gp[g];
-    bool done = false;
-    if (avx2) {
-      if constexpr (sizeof(T) == 1) done = detail::quantize_row_avx2(d, row + k0, len, s);
-      else done = detail::quantize_row16_avx2(d, row + k0, len, s);
-    }
-    if (!done) {
-      for (int64_t j = 0; j < len; ++j) {
-        const double q = std::nearbyint(static_cast<double>(row[k0 + j]) / s);
-        d[j] = static_cast<T>(std::clamp(q, -127.0, 127.0));
-      }
-    }
-    std::memset(d + len, 0, static_cast<size_t>(p.gp[g + 1] - p.gp[g] - len) * sizeof(T));
+    const int64_t len = std::min(p.k, k0 + p.group_size) - k0;
+    int8_t* d = dst + p.gp[g];
+    if (!(avx2 && detail::quantize_row_avx2(d, row + k0, len, s)))
+      for (int64_t j = 0; j < len; ++j) d[j] = static_cast<int8_t>(quantize_one(row[k0 + j], s));
+    std::memset(d + len, 0, static_cast<size_t>(p.gp[g + 1] - p.gp[g] - len));
   }
   return true;
 }
 
 thread_local scratch<int16_t> tls_xw;  // int8, M > 4: the call's int16 activations (caller's)
-thread_local scratch<int16_t> tls_xw_row;  // one quantized row before it is interleaved
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -527,16 +528,30 @@ void int8_w_region(float* out, const int16_t* xw, const double* sx, int64_t r_be
   }
 }
 
-// Quantizes row r into its slot of the int16 panels (see int8_w_region).
+// Quantizes row r straight into its slot of the int16 panels (see int8_w_region): padded k-quad
+// j at dst + j * k_q8w_panel. A group's last quad is zero-filled past its end (pads < 4 k).
 bool quantize_panel_row(int16_t* xw, double* sx, const void* x, qgemm_act act, int64_t r,
                         const qgemm_packed& p, bool avx2) {
   constexpr int64_t mr = detail::k_q8w_rows;
-  int16_t* row = tls_xw_row.get(static_cast<size_t>(p.kp));
-  const bool ok = quantize_act_row(row, sx, x, act, r, p, avx2);
+  constexpr int64_t stride = detail::k_q8w_panel;
   int16_t* dst = xw + (r / mr) * mr * p.kp + (r % mr) * 4;
-  for (int64_t q = 0; q < p.kp / 4; ++q)
-    std::memcpy(dst + q * detail::k_q8w_panel, row + q * 4, 4 * sizeof(int16_t));
-  return ok;
+  const float* row;
+  float s;
+  if (!act_row(&row, &s, x, act, r, p.k, avx2)) {
+    *sx = 0.0;
+    for (int64_t q = 0; q < p.kp / 4; ++q) std::memset(dst + q * stride, 0, 4 * sizeof(int16_t));
+    return false;
+  }
+  *sx = s;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const int64_t k0 = g * p.group_size;
+    const int64_t len = std::min(p.k, k0 + p.group_size) - k0;
+    int16_t* d = dst + p.gp[g] / 4 * stride;
+    if (avx2 && detail::quantize_quads_avx2(d, stride, row + k0, len, s)) continue;
+    for (int64_t j = 0; j < round_up(len, 4); ++j)
+      d[j / 4 * stride + j % 4] = static_cast<int16_t>(j < len ? quantize_one(row[k0 + j], s) : 0);
+  }
+  return true;
 }
 
 // M > 4: int16 activations and the vpmaddwd tiles, in one parallel phase. Tasks are row blocks

@@ -108,7 +108,8 @@ bool fp8_tile_avx2(const wo_tile& t);
 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc);
 // Quantizes one row: xq[k] = clamp(rne(x[k] / sx), -127, 127) computed in double.
 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx);
-bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx);
+// The same as int16 into k-quads: quad j (4 codes) at dst + j * stride, the last zero-filled.
+bool quantize_quads_avx2(int16_t* dst, int64_t stride, const float* x, int64_t n, double sx);
 // max |x[k]| over n floats, and whether any is non-finite.
 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite);
 

@@ -395,11 +395,18 @@ TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, doubl
   return true;
 }
 
-TESSERA_AVX2 bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx) {
+TESSERA_AVX2 bool quantize_quads_avx2(int16_t* dst, int64_t stride, const float* x, int64_t n,
+                                      double sx) {
   const __m256d s = _mm256_set1_pd(sx);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + i), quantize8(x + i, s));
-  for (; i < n; ++i) xq[i] = static_cast<int16_t>(quantize1(x[i], sx));
+  for (; i + 8 <= n; i += 8, dst += 2 * stride) {
+    const __m128i v = quantize8(x + i, s);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), v);
+    _mm_storeh_pd(reinterpret_cast<double*>(dst + stride), _mm_castsi128_pd(v));
+  }
+  for (; i < n; i += 4, dst += stride)
+    for (int j = 0; j < 4; ++j)
+      dst[j] = static_cast<int16_t>(i + j < n ? quantize1(x[i + j], sx) : 0.0);
   return true;
 }
 
@@ -446,7 +453,7 @@ namespace tessera {
 namespace detail {
 bool q8_tile_avx2(const q8_tile&) { return false; }
 bool quantize_row_avx2(int8_t*, const float*, int64_t, double) { return false; }
-bool quantize_row16_avx2(int16_t*, const float*, int64_t, double) { return false; }
+bool quantize_quads_avx2(int16_t*, int64_t, const float*, int64_t, double) { return false; }
 bool maxabs_avx2(const float*, int64_t, float*, bool*) { return false; }
 }  // namespace detail
 }  // namespace tessera
