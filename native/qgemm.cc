@@ -512,17 +512,31 @@ thread_local scratch<float> tls_xs;
 // Rows [r_begin, r_end) (r_begin a multiple of 6) x blocks [b_begin, b_end) with the int16
 // kernel: 6-row x 1-block tiles, blocks outer so a block's weights stay in L1 while the panels
 // of the rows' activations stream from L2. xw: panels of 6 rows, kp * 6 int16 each.
+// Prefetch: every tile of a block fetches its share of the next block's weights (from L3 or
+// DRAM) a line at a time across its whole run, so the weights arrive as a steady stream rather
+// than as a burst of misses in each block's first tile; the region's first tile, with nothing
+// fetched for it, prefetches its own weights 1 KB ahead.
 void int8_w_region(float* out, const int16_t* xw, const double* sx, int64_t r_begin,
                    int64_t r_end, int64_t b_begin, int64_t b_end, const qgemm_packed& p,
                    bool avx2) {
   constexpr int64_t mr = detail::k_q8w_rows;
+  const int64_t block_bytes = p.kp * 8;
+  const int64_t slice = ceil_div(block_bytes, ceil_div(r_end - r_begin, mr));
+  const int64_t step = ceil_div(slice, std::max<int64_t>(1, p.kp / 8));  // a line per 2 quads
   for (int64_t b = b_begin; b < b_end; ++b) {
     const int cols = static_cast<int>(std::min<int64_t>(8, p.n - b * 8));
     const detail::block_view view = view_at(p, b);
-    for (int64_t r = r_begin; r < r_end; r += mr) {
+    for (int64_t r = r_begin, i = 0; r < r_end; r += mr, ++i) {
+      // prefetches never fault: the stream may run past the weights
+      const uint8_t* pf = view.w;
+      int64_t ps = 0;
+      if (b == b_begin && i == 0) {
+        pf += 1024, ps = 64;
+      } else if (b + 1 < b_end) {
+        pf += block_bytes + i * slice, ps = step;
+      }
       detail::q8_tile tile{view, nullptr, xw + r * p.kp, 0, sx + r, out + r * p.n + b * 8, p.n,
-                           static_cast<int>(std::min<int64_t>(mr, r_end - r)), 1, cols,
-                           r == r_begin};
+                           static_cast<int>(std::min<int64_t>(mr, r_end - r)), 1, cols, pf, ps};
       if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
     }
   }
@@ -630,7 +644,7 @@ void run_int8_small(float* out, const void* x, qgemm_act act, int64_t m, const q
       const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
       const int cols = static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8));
       const detail::q8_tile tile{view_at(p, b), xq.get(), nullptr, kp, sx, out + b * 8, p.n,
-                                 static_cast<int>(m), nvb, cols, false};
+                                 static_cast<int>(m), nvb, cols, nullptr, 0};
       if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
     }
   });

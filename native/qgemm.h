@@ -73,7 +73,8 @@ struct q8_tile {        // int8 W8A8
   float* out;
   int64_t ldo;
   int rows, nv, cols;
-  bool prefetch;        // int16 kernel: prefetch the weights ahead (their first pass: L3 / DRAM)
+  const uint8_t* pf;    // int16 kernel: a prefetch stream, one line per two k-quads at pf,
+  int64_t pf_step;      //   pf + pf_step, ... (weights on their way from L3 / DRAM)
 };
 
 struct wo_tile {        // weight-only int4 / uint4 / fp8 (dequantized in registers)
