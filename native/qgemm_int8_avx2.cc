@@ -1,4 +1,4 @@
-// qgemm_int8_avx2: AVX2 kernels of int8 W8A8 qgemm (driver and the arithmetic in qgemm.cc).
+// qgemm_int8_avx2: AVX2 kernels of int8 W8A8 qgemm (driver and the arithmetic: qgemm_int8.cc).
 // Every product is exact and no int16 intermediate can saturate; results equal the reference bit
 // for bit (the double epilogue below is the reference's operation order).
 //
@@ -10,7 +10,9 @@
 //   c += vpmaddwd(a, w)                    int32 lanes (column, k pair): 2 exact products each
 // 12 accumulators + 2 weights + broadcast + product = all 16 ymm, so the loop is asm (GCC spills
 // otherwise). 2 ALU ops per 16 MACs, one of them on the 2 multiply pipes, no sign fix-up: int16
-// holds both signs. Column sums are the lane pairs added (vphaddd) at the group end.
+// holds both signs. Column sums are the lane pairs added (vphaddd) at the group end. Each double
+// quad also prefetches one line of a caller-given stream (the next block's weights): the load
+// ports have room, the ALUs do not.
 // M <= 4, the sign-trick tile (rows x nv blocks, 1x4 / 2x3 / 3x2 / 4x2) on int8 activations:
 //   t = vpsignb(x, w); t = vpmaddubsw(|w|, t); c += vpmaddwd(t, ones)
 // |w| (<= 128) on the unsigned side and x (|x| <= 127) signed: |pair| <= 32512, no saturation,
@@ -19,9 +21,12 @@
 //
 // Roofline (2-core Zen 3 VM, ~3.2 GHz under load, measured with microbenchmarks): vpmaddwd,
 // vpmaddubsw and vpsignb issue 2 per cycle, vpaddd 4, loads 2. Both tiles need 4 ALU ops per 32
-// MACs, at most 32 MAC/cycle/core (410 GOP/s on 2 cores); with accumulation chains the core
-// sustains ~3 of its 4 vector ops per cycle, ~24 MAC/cycle. The vpmaddwd tile runs 22.5-25
-// MAC/cycle hot in L1 (the sign-trick 4x2 tile 22, the same tile on row-major int16 rows 22.5).
+// MACs, at most 32 MAC/cycle/core (410 GOP/s on 2 cores); but a 1:1 mix of vpmaddwd and vpaddd
+// issues at ~0.62 cycle per pair (~3.2 ops/cycle, dependent or not; with 2 adds per multiply the
+// core reaches 4), so ~26 MAC/cycle is the real ceiling. The vpmaddwd tile runs 22.5-25
+// MAC/cycle hot in L1 (77 MAC/ns; the sign-trick 4x2 tile 22). Tried and slower: activations
+// stored pre-broadcast (32-byte loads or vpmaddwd memory operands instead of vpbroadcastq),
+// weights pre-widened to int16 (no vpmovsxbw: no gain, the multiply/add mix is the limit).
 // In the full 2048^3 GEMM on 1 thread: 147 GOP/s = 22.9 MAC/cycle (was 126 = 19.7); 2 threads
 // 222-230 GOP/s against 178-187 for the previous kernels in the same (shared, noisy) runs, ~1.2x;
 // 16x4096^2 272 GOP/s, 128x4096^2 263 (quiet runs).
