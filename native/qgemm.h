@@ -166,7 +166,7 @@ void run_tasks(bool parallel, int64_t n, F&& f) {
   }
 }
 
-constexpr int64_t k_q_small_m = 4;             // M <= this: register tiles over the whole M
+constexpr int64_t k_q_small_m = 4;           // M <= this: register tiles over the whole M
 constexpr double k_parallel_macs = 1 << 20;  // below this many MACs a call stays on one thread
 
 // Tasks: row blocks x ranges of column blocks (a multiple of nv blocks each), about 8 per
