@@ -21,6 +21,7 @@
         "native/spmm_avx2.cc",
         "native/qgemm.cc",
         "native/qgemm_avx2.cc",
+        "native/qgemm_int8.cc",
         "native/qgemm_int8_avx2.cc"
       ],
       "include_dirs": [

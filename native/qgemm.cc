@@ -1,10 +1,7 @@
 // qgemm: out[M][N] = x[M][K] @ dequant(W[K][N]) for the QuantizedTensor formats of
-// lib/backends/js/quant.ts, reproducing the arithmetic of its qmatmulRef:
-//   int8   W8A8. Per row, sx = fround(maxabs/127) and xq = clamp(rne(x/sx), -127, 127) in double
-//          (a row with a non-finite value gives a NaN row); per K group an exact integer dot
-//          product acc_g (int32 runs of <= 65536 k, summed in int64 beyond); then
-//          out = sum_g (acc_g * sx) * scale[g][n] in double, g ascending, rounded to float once.
-//          Same operations as the reference: the output is bit-identical to it.
+// lib/backends/js/quant.ts, reproducing the arithmetic of its qmatmulRef. This file: prepack,
+// the weight-only formats, dispatch; the int8 W8A8 driver (bit-identical to the reference) is
+// qgemm_int8.cc.
 //   int4 / uint4 / fp8 e4m3fn   weight-only: codes decoded in registers to f32, f32 activations
 //          (bf16/f16 widened exactly), f32 FMA accumulation. M <= 4 (decode): per group
 //          acc_g = sum_k x*(q - zero) then out += acc_g * scale (scale factored out of the group);
@@ -18,15 +15,7 @@
 // nibbles (int4/uint4, k ascending from the low nibble). Pads are zero codes with zero
 // activations, so they add exactly 0. Scales (and zero points) are [N/8][G][8]: one stream per block.
 //
-// Kernels (qgemm_int8_avx2.cc, qgemm_avx2.cc; portable scalar versions below for
-// TESSERA_SIMD=generic):
-//   int8, M > 4: activations quantized to int16 and interleaved per 6-row panel; vpmaddwd tiles of
-//         6 rows x 8 columns (exact, no saturation possible). One parallel phase: tasks are row
-//         blocks (panels within ~192 KB of L2) x column ranges, ~32 per thread; a row block is
-//         quantized by the first tasks that need it (rows claimed one at a time), so quantizing
-//         overlaps the GEMM and no second fork-join is paid.
-//   int8, M <= 4: the sign trick without VNNI, vpmaddubsw(|w| as u8, sign(x, w)) then vpmaddwd
-//         with ones, on int8 activations; tiles of 1..4 rows x 2..4 blocks, split by columns.
+// Kernels (qgemm_avx2.cc; portable scalar versions below for TESSERA_SIMD=generic):
 //   int4: a 32-bit lane holds 8 k of one column; signed int4 at M <= 4 decodes q * 2^28 with
 //         slli + and against activations pre-scaled by 2^-28 (exact), otherwise slli + srai (srli
 //         + zero point for uint4), then cvtdq2ps; fp8: slli + srai + and + mul by 2^120.
@@ -34,15 +23,13 @@
 // split over threads by column blocks. Every output element is computed by one task in a fixed
 // order, so results are independent of the thread count and the task split.
 // Measured (2-core Zen 3 EPYC VM, ~3.2 GHz, shared with other jobs; best of interleaved runs):
-// int8 W8A8 2048^3 1 thread 147 GOP/s (22.9 MAC/cycle), 2 threads 222-239 GOP/s (~1.2x the
-// previous sign-trick driver in the same runs), 16x4096^2 272, 128x4096^2 263; int4 g32 GEMV
-// 4096^2 0.46 ms = 73 GFLOP/s on 2 threads (~23 GB/s of weights + scales: DRAM speed; the decode
-// bound is ~0.40 ms), fp8 GEMV ~32 GFLOP/s. Kernel-level rooflines are in the kernel files. fp8
-// weights rich in e4m3 subnormal codes decode slower: the 2^120 multiply sees denormal inputs.
+// int4 g32 GEMV 4096^2 0.46 ms = 73 GFLOP/s on 2 threads (~23 GB/s of weights + scales: DRAM
+// speed; the decode bound is ~0.40 ms), fp8 GEMV ~32 GFLOP/s. Kernel-level rooflines are in the
+// kernel files. fp8 weights rich in e4m3 subnormal codes decode slower: the 2^120 multiply sees
+// denormal inputs.
 #include "qgemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -50,7 +37,6 @@
 #include <memory>
 #include <new>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cpu_features.h"
@@ -59,44 +45,22 @@
 
 namespace tessera {
 
+using detail::aligned_ptr;
+using detail::alloc_aligned;
+using detail::ceil_div;
+using detail::fill_nan_row;
+using detail::k_parallel_macs;
+using detail::k_q_small_m;
+using detail::make_plan;
+using detail::plan;
+using detail::round_up;
+using detail::run_tasks;
+using detail::scratch;
+
 namespace {
-
-struct free_deleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-template <class T>
-using aligned_ptr = std::unique_ptr<T[], free_deleter>;
-
-template <class T>
-aligned_ptr<T> alloc_aligned(size_t n) {
-  const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return aligned_ptr<T>(static_cast<T*>(p));
-}
-
-template <class T>
-class scratch {
- public:
-  T* get(size_t n) {
-    if (n > cap_) {
-      p_ = alloc_aligned<T>(n);
-      cap_ = n;
-    }
-    return p_.get();
-  }
-
- private:
-  aligned_ptr<T> p_;
-  size_t cap_ = 0;
-};
 
 thread_local scratch<float> tls_panel;
 thread_local scratch<float> tls_a_block;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 int64_t group_count(const qgemm_weights& w) {
   return w.per_tensor ? 1 : ceil_div(w.k, w.group_size);
@@ -148,7 +112,7 @@ class qgemm_packed {
   int64_t k = 0, n = 0, group_size = 0, groups = 0, kp = 0, nblocks = 0, unit = 0;
   bool exact_rows = false;        // kp == k with no padding inside: x rows usable as they are
   std::vector<int64_t> gp;        // padded group starts [groups + 1]
-  aligned_ptr<uint8_t> w;         // packed codes
+  detail::aligned_ptr<uint8_t> w;  // packed codes
   uint64_t w_bytes = 0;
   std::vector<float> scales;      // [nblocks][groups][8], zero-padded: one stream per block
   std::vector<float> zeros;       // uint4 only, same shape
@@ -273,34 +237,6 @@ std::shared_ptr<const qgemm_packed> qgemm_prepack(const qgemm_weights& wt) {
 
 namespace {
 
-void q8_tile_generic(const detail::q8_tile& t) {
-  double d[6][32] = {};  // rows <= 6, nv * 8 <= 32
-  int64_t acc[6][32];
-  const int ncol = t.nv * detail::k_block;
-  for (int64_t g = 0; g < t.b.groups; ++g) {
-    for (int r = 0; r < t.rows; ++r)
-      for (int c = 0; c < ncol; ++c) acc[r][c] = 0;
-    for (int64_t p = t.b.gp[g]; p < t.b.gp[g + 1]; ++p) {
-      for (int r = 0; r < t.rows; ++r) {
-        const int64_t xv = t.xw ? t.xw[(p / 4) * detail::k_q8w_panel + r * 4 + p % 4]
-                                : t.xq[r * t.ldx + p];
-        if (xv == 0) continue;
-        for (int c = 0; c < ncol; ++c) {
-          const int8_t* wb = reinterpret_cast<const int8_t*>(t.b.w) + (c / 8) * t.b.kp * 8;
-          acc[r][c] += xv * wb[(p / 4) * 32 + (c % 8) * 4 + p % 4];
-        }
-      }
-    }
-    for (int r = 0; r < t.rows; ++r)
-      for (int c = 0; c < ncol; ++c) {
-        const float s = t.b.scales[(c / 8) * t.b.lds + g * 8 + c % 8];
-        d[r][c] += static_cast<double>(acc[r][c]) * t.sx[r] * static_cast<double>(s);
-      }
-  }
-  for (int r = 0; r < t.rows; ++r)
-    for (int c = 0; c < t.cols; ++c) t.out[r * t.ldo + c] = static_cast<float>(d[r][c]);
-}
-
 // Code of padded row p, column c (0..7) of a packed int4/uint4/fp8 block, as a float.
 float code_at(const uint8_t* block, qgemm_dtype d, int64_t p, int c) {
   if (!is_int4(d)) return fp8_lut().v[block[(p / 4) * 32 + c * 4 + p % 4]];
@@ -362,23 +298,6 @@ float half_to_float(uint16_t h) {
   return (h & 0x8000) ? -mag : mag;
 }
 
-// Row m of x as float32 into dst[0, k).
-void load_row(float* dst, const void* x, qgemm_act act, int64_t m, int64_t k) {
-  if (act == qgemm_act::f32) {
-    std::memcpy(dst, static_cast<const float*>(x) + m * k, static_cast<size_t>(k) * 4);
-    return;
-  }
-  const uint16_t* src = static_cast<const uint16_t*>(x) + m * k;
-  if (act == qgemm_act::bf16) {
-    for (int64_t i = 0; i < k; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-      std::memcpy(dst + i, &bits, 4);
-    }
-  } else {
-    for (int64_t i = 0; i < k; ++i) dst[i] = half_to_float(src[i]);
-  }
-}
-
 // Scatters a logical row into the padded layout (pads zero).
 template <class T>
 void pad_row(T* dst, const T* src, const qgemm_packed& p) {
@@ -391,46 +310,16 @@ void pad_row(T* dst, const T* src, const qgemm_packed& p) {
   }
 }
 
-template <class F>
-void run_tasks(bool parallel, int64_t n, F&& f) {
-  if (parallel && n > 1) {
-    parallel_for(n, f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) f(i);
-  }
-}
-
 // ---- driver -------------------------------------------------------------------------------
 
 constexpr int64_t k_row_chunk = 256;  // weight-only: rows prepared at once (bounds the scratch)
-constexpr int64_t k_small_m = 4;      // M <= this: register tiles over the whole M (both paths)
 constexpr int64_t k_mc = 120;         // panel path: rows per task (multiple of the 6-row sliver)
 constexpr int64_t k_kc = 256;         // panel path: K block (multiple of both units)
-constexpr double k_parallel_macs = 1 << 20;
 
-thread_local scratch<float> tls_row;
+thread_local scratch<float> tls_row;  // weight-only: one converted row
+thread_local scratch<float> tls_xs;   // weight-only, signed int4: x * 2^-28
 
-// Tasks: row blocks x ranges of column blocks (a multiple of nv blocks each), about 8 per
-// thread, so one preempted or slower thread holds up little of the work.
-struct plan {
-  int64_t row_block, n_row_blocks, blocks_per_task, n_col_tasks;
-  int64_t tasks() const { return n_row_blocks * n_col_tasks; }
-};
-
-plan make_plan(int64_t rows, int64_t row_block, int64_t nblocks, int nv, bool parallel) {
-  plan pl;
-  pl.row_block = row_block;
-  pl.n_row_blocks = ceil_div(rows, row_block);
-  const int threads = parallel ? num_threads() : 1;
-  const int64_t strips = ceil_div(nblocks, nv);
-  const int64_t splits = std::clamp<int64_t>(ceil_div(8 * threads, pl.n_row_blocks), 1, strips);
-  pl.blocks_per_task = ceil_div(strips, splits) * nv;
-  pl.n_col_tasks = ceil_div(nblocks, pl.blocks_per_task);
-  return pl;
-}
-
-// Register-tile width (blocks) for tiles of up to `rows` rows: what fits in 16 ymm registers.
-int tile_nv(int64_t rows) { return rows <= 1 ? 4 : rows == 2 ? 3 : 2; }
+// Register-tile width (blocks) for weight-only tiles of up to `rows` rows (16 ymm registers).
 int wo_tile_nv(int64_t rows) { return rows <= 2 ? 4 : 2; }
 
 detail::block_view view_at(const qgemm_packed& p, int64_t b) {
@@ -438,200 +327,6 @@ detail::block_view view_at(const qgemm_packed& p, int64_t b) {
   const int64_t s0 = b * p.groups * 8;
   return {p.w.get() + b * block_bytes, p.kp, p.scales.data() + s0,
           p.zeros.empty() ? nullptr : p.zeros.data() + s0, p.groups * 8, p.gp.data(), p.groups};
-}
-
-void fill_nan_row(float* row, int64_t n) {
-  std::fill(row, row + n, std::numeric_limits<float>::quiet_NaN());
-}
-
-// ---- int8 -----------------------------------------------------------------------------------
-
-// Quantizes row m of x into dst (padded like the weights, pads 0): sx = fround(maxabs / 127)
-// (0 -> 1), q = clamp(rne(x / sx), -127, 127) in double. Returns false for a row holding a
-// non-finite value (dst zeroed, *sx = 0: the caller overwrites its output with NaN).
-template <class T>
-bool quantize_act_row(T* dst, double* sx, const void* x, qgemm_act act, int64_t m,
-                      const qgemm_packed& p, bool avx2) {
-  const int64_t k = p.k;
-  const float* row;
-  if (act == qgemm_act::f32) {
-    row = static_cast<const float*>(x) + m * k;
-  } else {
-    float* tmp = tls_row.get(static_cast<size_t>(k));
-    load_row(tmp, x, act, m, k);
-    row = tmp;
-  }
-  float maxabs = 0.0f;
-  bool finite = true;
-  if (!(avx2 && detail::maxabs_avx2(row, k, &maxabs, &finite))) {
-    for (int64_t j = 0; j < k; ++j) {
-      const float a = std::fabs(row[j]);
-      if (!std::isfinite(a)) finite = false;
-      maxabs = std::max(maxabs, a);
-    }
-  }
-  if (!finite) {
-    *sx = 0.0;
-    std::memset(dst, 0, static_cast<size_t>(p.kp) * sizeof(T));
-    return false;
-  }
-  float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
-  if (s == 0.0f) s = 1.0f;
-  *sx = s;
-  for (int64_t g = 0; g < p.groups; ++g) {
-    const int64_t k0 = g * p.group_size;
-    const int64_t len = std::min(k, k0 + p.group_size) - k0;
-    T* d = dst + p.gp[g];
-    bool done = false;
-    if (avx2) {
-      if constexpr (sizeof(T) == 1) done = detail::quantize_row_avx2(d, row + k0, len, s);
-      else done = detail::quantize_row16_avx2(d, row + k0, len, s);
-    }
-    if (!done) {
-      for (int64_t j = 0; j < len; ++j) {
-        const double q = std::nearbyint(static_cast<double>(row[k0 + j]) / s);
-        d[j] = static_cast<T>(std::clamp(q, -127.0, 127.0));
-      }
-    }
-    std::memset(d + len, 0, static_cast<size_t>(p.gp[g + 1] - p.gp[g] - len) * sizeof(T));
-  }
-  return true;
-}
-
-thread_local scratch<int16_t> tls_xw;  // int8, M > 4: the call's int16 activations (caller's)
-thread_local scratch<int16_t> tls_xw_row;  // one quantized row before it is interleaved
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-thread_local scratch<float> tls_xs;
-
-// Rows [r_begin, r_end) (r_begin a multiple of 6) x blocks [b_begin, b_end) with the int16
-// kernel: 6-row x 1-block tiles, blocks outer so a block's weights stay in L1 while the panels
-// of the rows' activations stream from L2. xw: panels of 6 rows, kp * 6 int16 each.
-void int8_w_region(float* out, const int16_t* xw, const double* sx, int64_t r_begin,
-                   int64_t r_end, int64_t b_begin, int64_t b_end, const qgemm_packed& p,
-                   bool avx2) {
-  constexpr int64_t mr = detail::k_q8w_rows;
-  for (int64_t b = b_begin; b < b_end; ++b) {
-    const int cols = static_cast<int>(std::min<int64_t>(8, p.n - b * 8));
-    const detail::block_view view = view_at(p, b);
-    for (int64_t r = r_begin; r < r_end; r += mr) {
-      detail::q8_tile tile{view, nullptr, xw + r * p.kp, 0, sx + r, out + r * p.n + b * 8, p.n,
-                           static_cast<int>(std::min<int64_t>(mr, r_end - r)), 1, cols,
-                           r == r_begin};
-      if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
-    }
-  }
-}
-
-// Quantizes row r into its slot of the int16 panels (see int8_w_region).
-bool quantize_panel_row(int16_t* xw, double* sx, const void* x, qgemm_act act, int64_t r,
-                        const qgemm_packed& p, bool avx2) {
-  constexpr int64_t mr = detail::k_q8w_rows;
-  int16_t* row = tls_xw_row.get(static_cast<size_t>(p.kp));
-  const bool ok = quantize_act_row(row, sx, x, act, r, p, avx2);
-  int16_t* dst = xw + (r / mr) * mr * p.kp + (r % mr) * 4;
-  for (int64_t q = 0; q < p.kp / 4; ++q)
-    std::memcpy(dst + q * detail::k_q8w_panel, row + q * 4, 4 * sizeof(int16_t));
-  return ok;
-}
-
-// M > 4: int16 activations and the vpmaddwd tiles, in one parallel phase. Tasks are row blocks
-// (int16 activations within ~192 KB of L2) x column ranges, ordered column range first so that
-// concurrent tasks mostly start on different row blocks. A row block is quantized on first use:
-// the tasks that need it claim its rows one at a time (an atomic counter), then wait until every
-// claimed row is written. A claimed row is always finished by its claimer without waiting on
-// anything, so the wait ends whatever the number of threads.
-struct row_block_state {
-  std::atomic<int64_t> next{0};  // next row to claim
-  std::atomic<int64_t> done{0};  // rows written
-};
-
-void run_int8_wide(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
-                   bool avx2, bool parallel) {
-  const int64_t kp = p.kp;
-  const int threads = parallel ? num_threads() : 1;
-  const int64_t fit = (192 * 1024 / (kp * 2)) / detail::k_q8w_rows * detail::k_q8w_rows;
-  const int64_t row_block = std::clamp<int64_t>(fit, 4 * detail::k_q8w_rows, 16 * detail::k_q8w_rows);
-  const int64_t n_rb = ceil_div(m, row_block);
-  // About 32 tasks per thread (a task is then ~1-3% of a thread's share: little tail), a column
-  // range of whole blocks each.
-  const int64_t splits = std::clamp<int64_t>(ceil_div(32 * threads, n_rb), 1, p.nblocks);
-  const int64_t blocks_per_task = ceil_div(p.nblocks, splits);
-  const int64_t n_col = ceil_div(p.nblocks, blocks_per_task);
-
-  // The caller's scratch keeps the buffer between calls (no page faults per call) up to 16 MB.
-  const size_t xw_n = static_cast<size_t>(round_up(m, detail::k_q8w_rows) * kp);
-  aligned_ptr<int16_t> xw_big;
-  if (xw_n > (size_t{8} << 20)) xw_big = alloc_aligned<int16_t>(xw_n);
-  int16_t* xw = xw_big ? xw_big.get() : tls_xw.get(xw_n);
-  std::vector<double> sx(static_cast<size_t>(m));
-  std::vector<uint8_t> bad(static_cast<size_t>(m), 0);
-  std::unique_ptr<row_block_state[]> state(new row_block_state[static_cast<size_t>(n_rb)]);
-
-  run_tasks(parallel, n_rb * n_col, [&](int64_t t) {
-    const int64_t rb = t % n_rb;
-    const int64_t r0 = rb * row_block;
-    const int64_t rows = std::min(m, r0 + row_block) - r0;
-    row_block_state& st = state[rb];
-    if (st.done.load(std::memory_order_acquire) < rows) {
-      for (int64_t i; (i = st.next.fetch_add(1, std::memory_order_relaxed)) < rows;) {
-        const int64_t r = r0 + i;
-        bad[r] = !quantize_panel_row(xw, &sx[r], x, act, r, p, avx2);
-        st.done.fetch_add(1, std::memory_order_release);
-      }
-      // Yield now and then: with more threads than cores the claimer may be waiting for this core.
-      for (int spins = 1; st.done.load(std::memory_order_acquire) < rows; ++spins) {
-        cpu_relax();
-        if (spins % 256 == 0) std::this_thread::yield();
-      }
-    }
-    const int64_t b_begin = (t / n_rb) * blocks_per_task;
-    const int64_t b_end = std::min(p.nblocks, b_begin + blocks_per_task);
-    int8_w_region(out, xw, sx.data(), r0, r0 + rows, b_begin, b_end, p, avx2);
-  });
-  for (int64_t i = 0; i < m; ++i)
-    if (bad[i]) fill_nan_row(out + i * p.n, p.n);
-}
-
-// M <= 4: int8 activations and the sign-trick tiles of up to 4 rows x 2-4 blocks, split by columns.
-void run_int8_small(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
-                    bool avx2, bool parallel) {
-  const int64_t kp = p.kp;
-  aligned_ptr<int8_t> xq = alloc_aligned<int8_t>(static_cast<size_t>(m * kp));
-  double sx[k_small_m];
-  bool bad[k_small_m];
-  for (int64_t i = 0; i < m; ++i)
-    bad[i] = !quantize_act_row(xq.get() + i * kp, sx + i, x, act, i, p, avx2);
-  const int nv = tile_nv(m);
-  const plan pl = make_plan(m, m, p.nblocks, nv, parallel);
-  run_tasks(parallel, pl.tasks(), [&](int64_t t) {
-    const int64_t b_begin = t * pl.blocks_per_task;
-    const int64_t b_end = std::min(p.nblocks, b_begin + pl.blocks_per_task);
-    for (int64_t b = b_begin; b < b_end; b += nv) {
-      const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
-      const int cols = static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8));
-      const detail::q8_tile tile{view_at(p, b), xq.get(), nullptr, kp, sx, out + b * 8, p.n,
-                                 static_cast<int>(m), nvb, cols, false};
-      if (!(avx2 && detail::q8_tile_avx2(tile))) q8_tile_generic(tile);
-    }
-  });
-  for (int64_t i = 0; i < m; ++i)
-    if (bad[i]) fill_nan_row(out + i * p.n, p.n);
-}
-
-void run_int8(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
-              bool avx2) {
-  const bool parallel =
-      num_threads() > 1 && static_cast<double>(m) * p.k * p.n >= k_parallel_macs;
-  if (m <= k_small_m) {
-    run_int8_small(out, x, act, m, p, avx2, parallel);
-  } else {
-    run_int8_wide(out, x, act, m, p, avx2, parallel);
-  }
 }
 
 // Weight-only, few rows: each row tile streams the packed weights once, decoding in registers.
@@ -733,17 +428,17 @@ void run_weight_only(float* out, const void* x, qgemm_act act, int64_t m, int64_
     run_tasks(parallel, mc, [&](int64_t i) {
       float* dst = buf.get() + i * p.kp;
       if (p.exact_rows) {
-        load_row(dst, x, act, m0 + i, p.k);
+        detail::load_act_row(dst, x, act, m0 + i, p.k);
         return;
       }
       float* tmp = tls_row.get(static_cast<size_t>(p.k));
-      load_row(tmp, x, act, m0 + i, p.k);
+      detail::load_act_row(tmp, x, act, m0 + i, p.k);
       pad_row(dst, tmp, p);
     });
     xr = buf.get();
     ldx = p.kp;
   }
-  if (m <= k_small_m) {
+  if (m <= k_q_small_m) {
     // Signed int4: the kernel wants x * 2^-28 (see int4s_tile_avx2), exact unless some nonzero
     // |x| is below 2^-98 (then x * 2^-28 would be subnormal): such rows take the srai kernel.
     if (avx2 && p.dtype == qgemm_dtype::int4) {
@@ -767,10 +462,48 @@ void run_weight_only(float* out, const void* x, qgemm_act act, int64_t m, int64_
 
 }  // namespace
 
+namespace detail {
+
+void load_act_row(float* dst, const void* x, qgemm_act act, int64_t m, int64_t k) {
+  if (act == qgemm_act::f32) {
+    std::memcpy(dst, static_cast<const float*>(x) + m * k, static_cast<size_t>(k) * 4);
+    return;
+  }
+  const uint16_t* src = static_cast<const uint16_t*>(x) + m * k;
+  if (act == qgemm_act::bf16) {
+    for (int64_t i = 0; i < k; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+      std::memcpy(dst + i, &bits, 4);
+    }
+  } else {
+    for (int64_t i = 0; i < k; ++i) dst[i] = half_to_float(src[i]);
+  }
+}
+
+plan make_plan(int64_t rows, int64_t row_block, int64_t nblocks, int nv, bool parallel) {
+  plan pl;
+  pl.row_block = row_block;
+  pl.n_row_blocks = ceil_div(rows, row_block);
+  const int threads = parallel ? num_threads() : 1;
+  const int64_t strips = ceil_div(nblocks, nv);
+  const int64_t splits = std::clamp<int64_t>(ceil_div(8 * threads, pl.n_row_blocks), 1, strips);
+  pl.blocks_per_task = ceil_div(strips, splits) * nv;
+  pl.n_col_tasks = ceil_div(nblocks, pl.blocks_per_task);
+  return pl;
+}
+
+void fill_nan_row(float* row, int64_t n) {
+  std::fill(row, row + n, std::numeric_limits<float>::quiet_NaN());
+}
+
+}  // namespace detail
+
 void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p) {
   static const bool avx2 = active_simd() == simd_level::avx2_fma;
   if (p.dtype == qgemm_dtype::int8) {
-    run_int8(out, x, act, m, p, avx2);
+    const detail::q8_weights w{p.w.get(), p.scales.data(), p.gp.data(), p.k,      p.n,
+                               p.kp,      p.groups,        p.group_size, p.nblocks};
+    detail::q8_gemm(out, x, act, m, w, avx2);
   } else {
     for (int64_t m0 = 0; m0 < m; m0 += k_row_chunk) {
       const int64_t mc = std::min(k_row_chunk, m - m0);

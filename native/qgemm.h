@@ -1,11 +1,17 @@
 // qgemm: low-precision matmul out[M][N] = x[M][K] @ dequant(W[K][N]) on prepacked weights.
 // Formats and the arithmetic to reproduce: lib/backends/js/quant.ts (qmatmulRef). Algorithm,
-// layouts and tuning notes: qgemm.cc; AVX2 kernels: qgemm_int8_avx2.cc, qgemm_avx2.cc.
+// layouts and tuning notes: qgemm.cc (prepack, weight-only), qgemm_int8.cc (int8 W8A8); AVX2
+// kernels: qgemm_int8_avx2.cc, qgemm_avx2.cc.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
+
+#include "thread_pool.h"
 
 namespace tessera {
 
@@ -73,7 +79,8 @@ struct q8_tile {        // int8 W8A8
   float* out;
   int64_t ldo;
   int rows, nv, cols;
-  bool prefetch;        // int16 kernel: prefetch the weights ahead (their first pass: L3 / DRAM)
+  const uint8_t* pf;    // int16 kernel: a prefetch stream, one line per two k-quads at pf,
+  int64_t pf_step;      //   pf + pf_step, ... (weights on their way from L3 / DRAM)
 };
 
 struct wo_tile {        // weight-only int4 / uint4 / fp8 (dequantized in registers)
@@ -108,9 +115,85 @@ bool fp8_tile_avx2(const wo_tile& t);
 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc);
 // Quantizes one row: xq[k] = clamp(rne(x[k] / sx), -127, 127) computed in double.
 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx);
-bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx);
+// The same as int16 into k-quads: quad j (4 codes) at dst + j * stride, the last zero-filled.
+bool quantize_quads_avx2(int16_t* dst, int64_t stride, const float* x, int64_t n, double sx);
 // max |x[k]| over n floats, and whether any is non-finite.
 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite);
+
+// ---- driver internals shared by qgemm.cc (prepack, weight-only) and qgemm_int8.cc (W8A8) ----
+
+struct free_deleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <class T>
+using aligned_ptr = std::unique_ptr<T[], free_deleter>;
+
+template <class T>
+aligned_ptr<T> alloc_aligned(size_t n) {
+  const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return aligned_ptr<T>(static_cast<T*>(p));
+}
+
+// A per-thread buffer that only grows: kept between calls (no page faults per call).
+template <class T>
+class scratch {
+ public:
+  T* get(size_t n) {
+    if (n > cap_) {
+      p_ = alloc_aligned<T>(n);
+      cap_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  aligned_ptr<T> p_;
+  size_t cap_ = 0;
+};
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+template <class F>
+void run_tasks(bool parallel, int64_t n, F&& f) {
+  if (parallel && n > 1) {
+    parallel_for(n, f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+constexpr int64_t k_q_small_m = 4;           // M <= this: register tiles over the whole M
+constexpr double k_parallel_macs = 1 << 20;  // below this many MACs a call stays on one thread
+
+// Tasks: row blocks x ranges of column blocks (a multiple of nv blocks each), about 8 per
+// thread, so one preempted or slower thread holds up little of the work.
+struct plan {
+  int64_t row_block, n_row_blocks, blocks_per_task, n_col_tasks;
+  int64_t tasks() const { return n_row_blocks * n_col_tasks; }
+};
+plan make_plan(int64_t rows, int64_t row_block, int64_t nblocks, int nv, bool parallel);
+
+// Row m of x ([M][k], float32 or raw 16-bit bits as act says) as float32 into dst[0, k).
+void load_act_row(float* dst, const void* x, qgemm_act act, int64_t m, int64_t k);
+void fill_nan_row(float* row, int64_t n);
+
+// Packed int8 weights as the W8A8 driver sees them (layout above).
+struct q8_weights {
+  const uint8_t* w;
+  const float* scales;  // [nblocks][groups][8]
+  const int64_t* gp;
+  int64_t k, n, kp, groups, group_size, nblocks;
+  block_view view(int64_t b) const {
+    return {w + b * kp * 8, kp, scales + b * groups * 8, nullptr, groups * 8, gp, groups};
+  }
+};
+
+// out = qmatmul(x, int8 weights) for any M (qgemm_int8.cc); avx2: the AVX2 kernels may run.
+void q8_gemm(float* out, const void* x, qgemm_act act, int64_t m, const q8_weights& w, bool avx2);
 
 }  // namespace detail
 

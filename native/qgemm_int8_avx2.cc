@@ -1,4 +1,4 @@
-// qgemm_int8_avx2: AVX2 kernels of int8 W8A8 qgemm (driver and the arithmetic in qgemm.cc).
+// qgemm_int8_avx2: AVX2 kernels of int8 W8A8 qgemm (driver and the arithmetic: qgemm_int8.cc).
 // Every product is exact and no int16 intermediate can saturate; results equal the reference bit
 // for bit (the double epilogue below is the reference's operation order).
 //
@@ -10,7 +10,9 @@
 //   c += vpmaddwd(a, w)                    int32 lanes (column, k pair): 2 exact products each
 // 12 accumulators + 2 weights + broadcast + product = all 16 ymm, so the loop is asm (GCC spills
 // otherwise). 2 ALU ops per 16 MACs, one of them on the 2 multiply pipes, no sign fix-up: int16
-// holds both signs. Column sums are the lane pairs added (vphaddd) at the group end.
+// holds both signs. Column sums are the lane pairs added (vphaddd) at the group end. Each double
+// quad also prefetches one line of a caller-given stream (the next block's weights): the load
+// ports have room, the ALUs do not.
 // M <= 4, the sign-trick tile (rows x nv blocks, 1x4 / 2x3 / 3x2 / 4x2) on int8 activations:
 //   t = vpsignb(x, w); t = vpmaddubsw(|w|, t); c += vpmaddwd(t, ones)
 // |w| (<= 128) on the unsigned side and x (|x| <= 127) signed: |pair| <= 32512, no saturation,
@@ -19,9 +21,12 @@
 //
 // Roofline (2-core Zen 3 VM, ~3.2 GHz under load, measured with microbenchmarks): vpmaddwd,
 // vpmaddubsw and vpsignb issue 2 per cycle, vpaddd 4, loads 2. Both tiles need 4 ALU ops per 32
-// MACs, at most 32 MAC/cycle/core (410 GOP/s on 2 cores); with accumulation chains the core
-// sustains ~3 of its 4 vector ops per cycle, ~24 MAC/cycle. The vpmaddwd tile runs 22.5-25
-// MAC/cycle hot in L1 (the sign-trick 4x2 tile 22, the same tile on row-major int16 rows 22.5).
+// MACs, at most 32 MAC/cycle/core (410 GOP/s on 2 cores); but a 1:1 mix of vpmaddwd and vpaddd
+// issues at ~0.62 cycle per pair (~3.2 ops/cycle, dependent or not; with 2 adds per multiply the
+// core reaches 4), so ~26 MAC/cycle is the real ceiling. The vpmaddwd tile runs 22.5-25
+// MAC/cycle hot in L1 (77 MAC/ns; the sign-trick 4x2 tile 22). Tried and slower: activations
+// stored pre-broadcast (32-byte loads or vpmaddwd memory operands instead of vpbroadcastq),
+// weights pre-widened to int16 (no vpmovsxbw: no gain, the multiply/add mix is the limit).
 // In the full 2048^3 GEMM on 1 thread: 147 GOP/s = 22.9 MAC/cycle (was 126 = 19.7); 2 threads
 // 222-230 GOP/s against 178-187 for the previous kernels in the same (shared, noisy) runs, ~1.2x;
 // 16x4096^2 272 GOP/s, 128x4096^2 263 (quiet runs).
@@ -178,7 +183,7 @@ TESSERA_AVX2 void q8_tile_t(const q8_tile& t) {
 #define TESSERA_Q8W_ROWS6(X0, X1, X2, X3, X4, X5) \
   TESSERA_Q8W_ROWS5(X0, X1, X2, X3, X4, X5) TESSERA_Q8W_ROW(X5, "10", "11")
 // Zeroes the accumulators, runs n2 double quads then one more quad if odd, stores to acc.
-#define TESSERA_Q8W_LOOP(ROWS, PF)                                                                 \
+#define TESSERA_Q8W_LOOP(ROWS)                                                                     \
   __asm__ volatile(                                                                              \
       "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"                                                         \
       "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"                                                         \
@@ -195,7 +200,9 @@ TESSERA_AVX2 void q8_tile_t(const q8_tile& t) {
       "test %[n2], %[n2]\n\t"                                                                    \
       "jz 2f\n\t"                                                                                \
       ".p2align 4\n"                                                                             \
-      "1:\n\t" PF TESSERA_Q8W_QUAD("0", "0", "8", "16", "24", "32", "40", ROWS)                  \
+      "1:\n\t"                                                                                   \
+      "prefetcht0 (%[pf])\n\t"                                                                    \
+      "add %[ps], %[pf]\n\t" TESSERA_Q8W_QUAD("0", "0", "8", "16", "24", "32", "40", ROWS)          \
           TESSERA_Q8W_QUAD("32", "48", "56", "64", "72", "80", "88", ROWS)                       \
       "add $64, %[w]\n\t"                                                                        \
       "add $96, %[x]\n\t"                                                                        \
@@ -217,32 +224,25 @@ TESSERA_AVX2 void q8_tile_t(const q8_tile& t) {
       "vmovdqu %%ymm9, 288(%[o])\n\t"                                                            \
       "vmovdqu %%ymm10, 320(%[o])\n\t"                                                           \
       "vmovdqu %%ymm11, 352(%[o])\n\t"                                                           \
-      : [w] "+r"(w), [x] "+r"(x), [n2] "+r"(n2)                                                  \
-      : [odd] "r"(odd), [o] "r"(acc)                                                             \
+      : [w] "+r"(w), [x] "+r"(x), [n2] "+r"(n2), [pf] "+r"(pf)                                   \
+      : [odd] "r"(odd), [o] "r"(acc), [ps] "r"(ps)                                               \
       : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
         "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc")
 
 // acc[2r + h][8] = int32 lanes of row r over nq >= 1 quads from x (a k-quad interleaved panel:
-// [quad][6 rows][4] int16) and w (one block).
-// PF: prefetch the weights 1 KB ahead (the block's first tile, whose weights come from L3 or
-// DRAM; the block's later tiles find them in L1 and would only pay for the prefetches).
-template <int MR, bool PF>
+// [quad][6 rows][4] int16) and w (one block). Each double quad also prefetches the line at pf
+// and advances pf by ps (see q8_tile::pf).
+template <int MR>
 TESSERA_AVX2_INLINE void q8w_run(int32_t (&acc)[12][8], const int16_t* x, const int8_t* w,
-                                 int64_t nq) {
+                                 int64_t nq, const uint8_t*& pf, int64_t ps) {
   int64_t n2 = nq / 2;
   const int64_t odd = nq & 1;
-#define TESSERA_Q8W_RUN(ROWS)                                 \
-  if constexpr (PF) {                                         \
-    TESSERA_Q8W_LOOP(ROWS, "prefetcht0 1024(%[w])\n\t");      \
-  } else {                                                    \
-    TESSERA_Q8W_LOOP(ROWS, "");                               \
-  }
-  if constexpr (MR == 1) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS1) }
-  if constexpr (MR == 2) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS2) }
-  if constexpr (MR == 3) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS3) }
-  if constexpr (MR == 4) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS4) }
-  if constexpr (MR == 5) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS5) }
-  if constexpr (MR == 6) { TESSERA_Q8W_RUN(TESSERA_Q8W_ROWS6) }
+  if constexpr (MR == 1) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS1);
+  if constexpr (MR == 2) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS2);
+  if constexpr (MR == 3) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS3);
+  if constexpr (MR == 4) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS4);
+  if constexpr (MR == 5) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS5);
+  if constexpr (MR == 6) TESSERA_Q8W_LOOP(TESSERA_Q8W_ROWS6);
 }
 
 // Row r's 8 column sums: (column, k pair) lanes added pairwise, back in column order.
@@ -252,8 +252,9 @@ TESSERA_AVX2_INLINE __m256i q8w_row_sums(const int32_t (&acc)[12][8], int r) {
   return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo, hi), 0xD8);  // [c0 c1 c4 c5|c2 c3 c6 c7]
 }
 
-template <int MR, bool PF>
+template <int MR>
 TESSERA_AVX2 void q8w_tile_t(const q8_tile& t) {
+  const uint8_t* pf = t.pf;
   __m256d d[MR][2];
   for (int r = 0; r < MR; ++r) d[r][0] = d[r][1] = _mm256_setzero_pd();
   const int8_t* w8 = reinterpret_cast<const int8_t*>(t.b.w);
@@ -267,7 +268,7 @@ TESSERA_AVX2 void q8w_tile_t(const q8_tile& t) {
     if (nq <= k_q8_max_quads) {
       __m256i sums[MR];
       if (nq > 0) {
-        q8w_run<MR, PF>(acc, t.xw + p0 / 4 * k_q8w_panel, w8 + p0 * 8, nq);
+        q8w_run<MR>(acc, t.xw + p0 / 4 * k_q8w_panel, w8 + p0 * 8, nq, pf, t.pf_step);
         for (int r = 0; r < MR; ++r) sums[r] = q8w_row_sums(acc, r);
       } else {
         for (int r = 0; r < MR; ++r) sums[r] = _mm256_setzero_si256();
@@ -288,7 +289,8 @@ TESSERA_AVX2 void q8w_tile_t(const q8_tile& t) {
     int64_t wide[MR][8] = {};
     for (int64_t q0 = 0; q0 < nq; q0 += k_q8_max_quads) {
       const int64_t n = std::min(k_q8_max_quads, nq - q0);
-      q8w_run<MR, PF>(acc, t.xw + (p0 / 4 + q0) * k_q8w_panel, w8 + (p0 + q0 * 4) * 8, n);
+      q8w_run<MR>(acc, t.xw + (p0 / 4 + q0) * k_q8w_panel, w8 + (p0 + q0 * 4) * 8, n, pf,
+                  t.pf_step);
       for (int r = 0; r < MR; ++r) {
         alignas(32) int32_t lane[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(lane), q8w_row_sums(acc, r));
@@ -328,19 +330,13 @@ TESSERA_AVX2 void q8w_tile_t(const q8_tile& t) {
 bool q8_tile_avx2(const q8_tile& t) {
   if (t.xw != nullptr) {
     if (t.nv != 1) return false;
-    switch (t.rows * 2 + (t.prefetch ? 1 : 0)) {
-      case 2: q8w_tile_t<1, false>(t); break;
-      case 3: q8w_tile_t<1, true>(t); break;
-      case 4: q8w_tile_t<2, false>(t); break;
-      case 5: q8w_tile_t<2, true>(t); break;
-      case 6: q8w_tile_t<3, false>(t); break;
-      case 7: q8w_tile_t<3, true>(t); break;
-      case 8: q8w_tile_t<4, false>(t); break;
-      case 9: q8w_tile_t<4, true>(t); break;
-      case 10: q8w_tile_t<5, false>(t); break;
-      case 11: q8w_tile_t<5, true>(t); break;
-      case 12: q8w_tile_t<6, false>(t); break;
-      case 13: q8w_tile_t<6, true>(t); break;
+    switch (t.rows) {
+      case 1: q8w_tile_t<1>(t); break;
+      case 2: q8w_tile_t<2>(t); break;
+      case 3: q8w_tile_t<3>(t); break;
+      case 4: q8w_tile_t<4>(t); break;
+      case 5: q8w_tile_t<5>(t); break;
+      case 6: q8w_tile_t<6>(t); break;
       default: return false;
     }
     return true;
@@ -395,11 +391,18 @@ TESSERA_AVX2 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, doubl
   return true;
 }
 
-TESSERA_AVX2 bool quantize_row16_avx2(int16_t* xq, const float* x, int64_t n, double sx) {
+TESSERA_AVX2 bool quantize_quads_avx2(int16_t* dst, int64_t stride, const float* x, int64_t n,
+                                      double sx) {
   const __m256d s = _mm256_set1_pd(sx);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + i), quantize8(x + i, s));
-  for (; i < n; ++i) xq[i] = static_cast<int16_t>(quantize1(x[i], sx));
+  for (; i + 8 <= n; i += 8, dst += 2 * stride) {
+    const __m128i v = quantize8(x + i, s);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), v);
+    _mm_storeh_pd(reinterpret_cast<double*>(dst + stride), _mm_castsi128_pd(v));
+  }
+  for (; i < n; i += 4, dst += stride)
+    for (int j = 0; j < 4; ++j)
+      dst[j] = static_cast<int16_t>(i + j < n ? quantize1(x[i + j], sx) : 0.0);
   return true;
 }
 
@@ -446,7 +449,7 @@ namespace tessera {
 namespace detail {
 bool q8_tile_avx2(const q8_tile&) { return false; }
 bool quantize_row_avx2(int8_t*, const float*, int64_t, double) { return false; }
-bool quantize_row16_avx2(int16_t*, const float*, int64_t, double) { return false; }
+bool quantize_quads_avx2(int16_t*, int64_t, const float*, int64_t, double) { return false; }
 bool maxabs_avx2(const float*, int64_t, float*, bool*) { return false; }
 }  // namespace detail
 }  // namespace tessera
