@@ -241,14 +241,6 @@ struct block_task {
   int64_t q0, pos_step;
 };
 
-void run_tasks(bool pool, int64_t n, const std::function<void(int64_t)>& f) {
-  if (pool) {
-    parallel_for(n, f);
-  } else {
-    for (int64_t t = 0; t < n; ++t) f(t);
-  }
-}
-
 void attend_split(const std::function<block_task(int64_t)>& describe, int64_t n_tasks,
                   int64_t n_chunks, int64_t chunk_keys, int max_rows, bool pool,
                   const attention_f32_shape& s, const detail::attention_kernels& kern) {

@@ -298,15 +298,6 @@ detail::gemm_kernel_info select_kernel() {
   return {4, 8, &kernel_generic_4x8};
 }
 
-template <class F>
-void run_tasks(bool parallel, int64_t n, F&& f) {
-  if (parallel) {
-    parallel_for(n, f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) f(i);
-  }
-}
-
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Small/medium M (one A block, m <= k_stream_m): every B element is used by one

@@ -54,7 +54,6 @@ using detail::k_q_small_m;
 using detail::make_plan;
 using detail::plan;
 using detail::round_up;
-using detail::run_tasks;
 using detail::scratch;
 
 namespace {

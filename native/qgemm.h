@@ -157,15 +157,6 @@ class scratch {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-template <class F>
-void run_tasks(bool parallel, int64_t n, F&& f) {
-  if (parallel && n > 1) {
-    parallel_for(n, f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) f(i);
-  }
-}
-
 constexpr int64_t k_q_small_m = 4;           // M <= this: register tiles over the whole M
 constexpr double k_parallel_macs = 1 << 20;  // below this many MACs a call stays on one thread
 

@@ -128,16 +128,6 @@ const detail::spmm_kernels& kernels() {
   return k;
 }
 
-// Runs f(t) for t in [0, n): on the pool when worth it, else on this thread.
-template <class F>
-void run_tasks(bool parallel, int64_t n, F&& f) {
-  if (parallel && n > 1) {
-    parallel_for(n, f);
-  } else {
-    for (int64_t i = 0; i < n; ++i) f(i);
-  }
-}
-
 // Column tile t of n columns: [t * 64, min(n, t * 64 + 64)).
 inline int tile_width(int64_t n, int64_t t) {
   return static_cast<int>(std::min<int64_t>(k_spmm_tile_n, n - t * k_spmm_tile_n));

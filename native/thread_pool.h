@@ -47,4 +47,14 @@ void parallel_for(int64_t n_tasks, F&& f) {
       const_cast<void*>(static_cast<const void*>(&f)));
 }
 
+// Runs f(i) for i in [0, n): on the pool when parallel and there is more than one task, else inline.
+template <class F>
+void run_tasks(bool parallel, int64_t n, F&& f) {
+  if (parallel && n > 1) {
+    parallel_for(n, f);
+  } else {
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
+}
+
 }  // namespace tessera
