@@ -6,7 +6,7 @@
 //   causal: query i sees key j iff j <= kv_offset + i (kv_offset = Sk - Sq aligns the diagonal to the end).
 //   A query row that sees no key outputs zeros (torch gives NaN there).
 //
-// Kernels (attention.cu, attention_sm90.cu); `variant` forces one, for tests and benchmarks:
+// Kernels (attention_mma.cu, attention_sm90.cu; dispatch in attention.cu); `variant` forces one, for tests and benchmarks:
 //   auto    Sq <= 16: decode (the sm90 kernel for many MHA heads); else the sm90 kernel where it applies
 //           (H100/H200, D == Dv in {64, 128}, scale > 0: sm90s3 at D=128, sm90w3 at D=64); else mma
 //   mma     FA2-style mma.sync kernel, any sm_80+ GPU, D == Dv in {64, 128, 256}, any scale
@@ -58,13 +58,17 @@ Status attention_time(float* ms, int iters, int warmup, AttnVariant* ran, Device
 
 const char* attention_variant_name(AttnVariant v);
 
-// ---- internal: between attention.cu and attention_sm90.cu ----
+// ---- internal: between attention.cu, attention_mma.cu and attention_sm90.cu ----
 namespace attn_detail {
 // True when this build holds sm_90a code and device 0 runs it.
 bool sm90_available();
 // TMA map of a [BH, S, D] contiguous tensor: boxes of {64 columns, rows, 1}, 128-byte swizzle, zero fill past
 // the edges. False when the driver has no encoder or refuses the layout (e.g. a base not 16-byte aligned).
 bool encode_map(CUtensorMap* map, const void* base, AttnDtype dt, int64_t BH, int64_t S, int64_t D, int rows);
+// The mma.sync kernel (attention_mma.cu): prefill form, or the split-KV decode forms when decode; pointers
+// already offset and bounds-checked.
+Status launch_mma(void* o, const void* q, const void* k, const void* v, const AttnShape& s, bool decode,
+                  cudaStream_t stream);
 // Launches the Hopper kernel variant `var`; pointers already offset and bounds-checked.
 Status launch_sm90(void* o, const void* q, const void* k, const void* v, const AttnShape& s, AttnVariant var,
                    cudaStream_t stream);

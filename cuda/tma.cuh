@@ -1,5 +1,5 @@
 // tma.cuh: mbarrier and TMA (cp.async.bulk.tensor) wrappers for the Hopper attention kernel
-// (attention_sm90.cu) and the decode form's K/V loads (attention.cu). Bodies exist for sm_90 and newer only:
+// (attention_sm90.cu) and the decode form's K/V loads (attention_mma.cu). Bodies exist for sm_90 and newer only:
 // the files also build for sm_80, where the host never launches the code that calls these.
 #pragma once
 

@@ -1,7 +1,7 @@
 'use strict';
 // Decode A/B while tuning (cuda/dev/NOTES.md): GB/s of the split-KV decode kernel on the benchmark's decode
 // shapes plus a KV-length sweep at B1 (time = fixed + bytes / rate: the sweep separates the per-launch cost
-// from the streaming rate). Knobs are environment variables read by cuda/attention.cu, so one process per
+// from the streaming rate). Knobs are environment variables read by cuda/attention_mma.cu, so one process per
 // setting:  TESSERA_ATTN_WS_ROWS=32 node cuda/dev/decode_ab.js label
 const native = require('../../dist/backends/cuda/native.js');
 const { binding: cuda, reason } = native.loadCudaBinding();

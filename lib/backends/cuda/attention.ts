@@ -1,5 +1,5 @@
 /**
- * The cuda backend's 'attention' kernel: fused flash attention from cuda/attention.cu (mma.sync kernel,
+ * The cuda backend's 'attention' kernel: fused flash attention from cuda/attention_mma.cu (mma.sync kernel,
  * split-KV decode) and cuda/attention_sm90.cu (TMA + wgmma on H100/H200), chosen per shape by the addon.
  * Takes contiguous float16/bfloat16 q, k, v in the SDPA layout [B, H, S, D] with D == Dv in {64, 128, 256},
  * GQA/MQA, causal with any kvOffset; output in the input dtype. supports() gives the reason for anything
