@@ -12,6 +12,7 @@
         "native/args.cc",
         "native/cpu_features.cc",
         "native/thread_pool.cc",
+        "native/out_pool.cc",
         "native/gemm.cc",
         "native/gemm_avx2.cc",
         "native/gemm_packed.cc",

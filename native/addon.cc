@@ -10,6 +10,8 @@
 //   spmm24F32(values, meta, b, out, M, K, N), spmm24F32Async(...same)
 //   qgemmPrepack(qdtype, K, N, groupSize, perTensor, values, scales, zeros) -> packed
 //   qgemm(packed, x, out, M, xDtype), qgemmAsync(...same) -> Promise<void>
+//   allocF32(n) -> Float32Array over a recycled block (out_pool.h), or null below its minimum size;
+//   poolCachedBytes() -> idle bytes the pool holds
 // Every argument is validated here (args.h) even though the TS layer validates
 // too. Async forms run the kernel on a libuv worker thread (which then fans out
 // to the thread pool) and keep references to the typed arrays until the promise
@@ -32,6 +34,7 @@
 #include "attention.h"
 #include "cpu_features.h"
 #include "gemm.h"
+#include "out_pool.h"
 #include "qgemm.h"
 #include "spmm.h"
 #include "thread_pool.h"
@@ -658,6 +661,42 @@ Napi::Value qgemm_async(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// ---- allocF32 ---------------------------------------------------------------------
+
+// node runs an external buffer's finalizer on the JS thread, once nothing references the ArrayBuffer.
+void return_block(napi_env, void* data, void* hint) {
+  const size_t* bytes = static_cast<const size_t*>(hint);
+  pool_give(data, *bytes);
+  delete bytes;
+}
+
+// A kernel output of n float32 (contents unspecified): a pooled block wrapped as an external ArrayBuffer,
+// or null when n * 4 < k_pool_min_bytes (the caller allocates small outputs itself).
+Napi::Value alloc_f32_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "allocF32", {"n"});
+  Napi::Env env = info.Env();
+  const size_t n = static_cast<size_t>(r.integer(0, 1, k_max_dim, "[1, 2^31-1]"));
+  const size_t bytes = n * sizeof(float);
+  if (bytes < k_pool_min_bytes) return env.Null();
+  void* p = pool_take(bytes);
+  if (p == nullptr) {
+    throw Napi::RangeError::New(env, "allocF32: out of memory for " + std::to_string(bytes) + " bytes");
+  }
+  auto* hint = new size_t(bytes);
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, bytes, return_block, hint, &ab) != napi_ok) {
+    pool_give(p, bytes);
+    delete hint;
+    throw Napi::Error::New(env, "allocF32: could not wrap " + std::to_string(bytes) + " bytes as an ArrayBuffer");
+  }
+  return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+}
+
+Napi::Value pool_cached_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "poolCachedBytes", {});
+  return Napi::Number::New(info.Env(), double(pool_cached_bytes()));
+}
+
 // ---- info / threads -------------------------------------------------------------
 
 Napi::Value info_js(const Napi::CallbackInfo& info) {
@@ -696,6 +735,8 @@ Napi::Value get_num_threads_js(const Napi::CallbackInfo& info) {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   active_simd();  // read TESSERA_SIMD / CPUID once, at load
   exports.Set("info", Napi::Function::New(env, info_js, "info"));
+  exports.Set("allocF32", Napi::Function::New(env, alloc_f32_js, "allocF32"));
+  exports.Set("poolCachedBytes", Napi::Function::New(env, pool_cached_js, "poolCachedBytes"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads_js, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads_js, "getNumThreads"));
   exports.Set("matmulF32", Napi::Function::New(env, matmul_f32, "matmulF32"));

@@ -250,13 +250,41 @@ test('info / threads', (t) => {
   t.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads = ${info.threads}`);
   t.ok(info.napiVersion >= 8, `napiVersion = ${info.napiVersion}`);
   t.equal(typeof info.compiler, 'string', `compiler = ${info.compiler}`);
-  t.deepEqual(Object.keys(nat).sort(), ['attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
+  t.deepEqual(Object.keys(nat).sort(), ['allocF32', 'attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'poolCachedBytes', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
   const saved = nat.getNumThreads();
   nat.setNumThreads(3);
   t.equal(nat.getNumThreads(), 3, 'setNumThreads(3)');
   t.equal(nat.info().threads, 3, 'info().threads follows');
   nat.setNumThreads(saved);
   t.equal(nat.getNumThreads(), saved, 'restored');
+  t.end();
+});
+
+test('allocF32: large outputs come from a pool and go back to it once collected', async (t) => {
+  t.equal(nat.allocF32(1000), null, 'below the pool minimum: null (the caller allocates)');
+  const n = 1 << 20;
+  let a = nat.allocF32(n);
+  t.ok(a instanceof Float32Array && a.length === n && a.byteOffset === 0, 'a Float32Array of n elements');
+  a.fill(2.5);
+  t.equal(a[0] + a[n - 1], 5, 'writable end to end');
+  const before = nat.poolCachedBytes();
+  a = null;
+  require('v8').setFlagsFromString('--expose-gc');
+  const gc = require('vm').runInNewContext('gc');
+  // node runs the finalizer on the JS thread after the collection: give it a few turns
+  for (let i = 0; i < 20 && nat.poolCachedBytes() < before + n * 4; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.ok(nat.poolCachedBytes() >= before + n * 4, `the block went back to the pool (${nat.poolCachedBytes()} idle bytes)`);
+  const idle = nat.poolCachedBytes();
+  const b = nat.allocF32(n);
+  t.equal(nat.poolCachedBytes(), idle - n * 4, 'the next allocation of that size reuses it');
+  b.fill(1);
+  t.equal(b[n - 1], 1, 'reused block is writable');
+  for (const bad of [0, -1, 2 ** 31, 1.5, '4', null, undefined, NaN]) {
+    t.throws(() => nat.allocF32(bad), /allocF32/, `allocF32(${String(bad)}) throws`);
+  }
   t.end();
 });
 

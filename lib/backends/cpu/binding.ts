@@ -9,6 +9,11 @@ export interface CpuBinding {
   info(): { version: string; simd: string; threads: number; napiVersion: number; compiler: string };
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  /** n float32 over a recycled native block (contents unspecified), or null below the pool's minimum size.
+   *  Optional: an older prebuilt addon lacks it. */
+  allocF32?(n: number): Float32Array | null;
+  /** idle bytes the output pool holds */
+  poolCachedBytes?(): number;
   matmulF32(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
     strideA: number, strideB: number, transA: boolean, transB: boolean): void;
   matmulF32Async(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
