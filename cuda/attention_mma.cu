@@ -53,10 +53,11 @@ constexpr int kDynAhead = 1, kDynRing = 8, kDynStatic = 4;
 
 // Fused combine ("last block done"): every split CTA wrote its normalized partial O and log2-sum-exp of its
 // rows to the workspace and counts itself in; the CTA that arrives last merges all splits' partials of its
-// rows into the output (merge_splits, kU splits per round trip: 32 for the 16-row D128 form, whose two CTAs
-// per SM are set by shared memory, not registers; 16 at D64 and 8 for 64-row CTAs, which keep their third). The chain after the last CTA's loop is
-// what a decode launch cannot hide (H100: ~8 us of a 61 us B1 Sk32768 launch before this form), so it is
-// kept to: partial stores, one acq_rel atomic, one round trip per 32 splits, output stores.
+// rows into the output (merge_splits, kU splits per round trip: 32 for the 16-row D128 form, whose two
+// CTAs per SM are set by shared memory, not registers; 16 at D64 and 8 for 64-row CTAs, which keep their
+// third). The chain after the last CTA's loop is what a decode launch cannot hide (H100: ~8 us of a 61 us
+// B1 Sk32768 launch before this form), so it is kept to: partial stores, one acq_rel atomic, one round
+// trip per 32 splits, output stores.
 template <typename T, int kD, int kU>
 __device__ __forceinline__ void combine_if_last(const MmaParams& p, int b, int hkv, int row0, int row_end,
                                                 bool do_combine) {
