@@ -22,17 +22,13 @@
 // not. Measured: 1 thread 0.85-0.91 ms (was 0.92-1.0), 2 threads 0.46 ms best (~23 GB/s, ~73
 // GFLOP/s); the thread pool's wake-up (~40 us) is most of the rest.
 // Compiled with target attributes only; called only after cpu_features reports avx2+fma.
+#include "avx2_target.h"
 #include "qgemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
-
-#define TESSERA_AVX2 __attribute__((target("avx2,fma")))
-#define TESSERA_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 
 namespace tessera {
 namespace detail {

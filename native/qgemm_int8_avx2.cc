@@ -31,16 +31,12 @@
 // 222-230 GOP/s against 178-187 for the previous kernels in the same (shared, noisy) runs, ~1.2x;
 // 16x4096^2 272 GOP/s, 128x4096^2 263 (quiet runs).
 // Compiled with target attributes only; called only after cpu_features reports avx2+fma.
+#include "avx2_target.h"
 #include "qgemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstring>
-
-#define TESSERA_AVX2 __attribute__((target("avx2,fma")))
-#define TESSERA_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 
 namespace tessera {
 namespace detail {
