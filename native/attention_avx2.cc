@@ -303,6 +303,25 @@ TESSERA_AVX2 __m256 exp2_256(__m256 x) {
   return _mm256_mul_ps(y, e);
 }
 
+// acc[r][:] += sum_{x < n} src[r * sr + x * sx] * rows[x][:] (rows k_lanes floats apart): the rank-1
+// updates of both tiles below, one broadcast and 3 FMAs per (row, x).
+template <int R>
+TESSERA_AVX2 void accumulate_rows(__m256 (&acc)[R][3], const float* rows, int64_t n, const float* src, int64_t sr,
+                                  int64_t sx) {
+#pragma GCC unroll 2
+  for (int64_t x = 0; x < n; ++x) {
+    const __m256 q0 = _mm256_loadu_ps(rows + x * k_lanes);
+    const __m256 q1 = _mm256_loadu_ps(rows + x * k_lanes + 8);
+    const __m256 q2 = _mm256_loadu_ps(rows + x * k_lanes + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_broadcast_ss(src + r * sr + x * sx);
+      acc[r][0] = _mm256_fmadd_ps(b, q0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(b, q1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(b, q2, acc[r][2]);
+    }
+  }
+}
+
 // S^T tile: pt[r][0..24) = sum_x k[r][x] * qt[x][0..24) for R keys (rows of K in place,
 // d floats apart), qt = one Q sliver transposed [d][24].
 template <int R>
@@ -310,18 +329,7 @@ TESSERA_AVX2 void st_tile(float* pt, const float* qt, const float* k, int64_t d)
   __m256 acc[R][3];
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < 3; ++w) acc[r][w] = _mm256_setzero_ps();
-#pragma GCC unroll 2
-  for (int64_t x = 0; x < d; ++x) {
-    const __m256 q0 = _mm256_loadu_ps(qt + x * k_lanes);
-    const __m256 q1 = _mm256_loadu_ps(qt + x * k_lanes + 8);
-    const __m256 q2 = _mm256_loadu_ps(qt + x * k_lanes + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m256 b = _mm256_broadcast_ss(k + r * d + x);
-      acc[r][0] = _mm256_fmadd_ps(b, q0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(b, q1, acc[r][1]);
-      acc[r][2] = _mm256_fmadd_ps(b, q2, acc[r][2]);
-    }
-  }
+  accumulate_rows<R>(acc, qt, d, k, d, 1);
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < 3; ++w) _mm256_storeu_ps(pt + r * k_lanes + 8 * w, acc[r][w]);
 }
@@ -343,18 +351,7 @@ TESSERA_AVX2 void ot_tile(float* ot, const float* pt, const float* v, int64_t dv
         acc[r][w] = _mm256_mul_ps(a, _mm256_loadu_ps(ot + r * k_lanes + 8 * w));
     }
   }
-#pragma GCC unroll 2
-  for (int j = 0; j < keys; ++j) {
-    const __m256 p0 = _mm256_loadu_ps(pt + j * k_lanes);
-    const __m256 p1 = _mm256_loadu_ps(pt + j * k_lanes + 8);
-    const __m256 p2 = _mm256_loadu_ps(pt + j * k_lanes + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m256 b = _mm256_broadcast_ss(v + j * dv + r);
-      acc[r][0] = _mm256_fmadd_ps(b, p0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(b, p1, acc[r][1]);
-      acc[r][2] = _mm256_fmadd_ps(b, p2, acc[r][2]);
-    }
-  }
+  accumulate_rows<R>(acc, pt, keys, v, 1, dv);
   for (int r = 0; r < R; ++r)
     for (int w = 0; w < 3; ++w) _mm256_storeu_ps(ot + r * k_lanes + 8 * w, acc[r][w]);
 }
