@@ -47,6 +47,8 @@ interface MatmulPlan {
 
 /** The addon's output pool (allocF32), set at registration when the addon has one. */
 let poolAlloc: ((n: number) => Float32Array | null) | null = null;
+/** k_pool_min_bytes of native/out_pool.h: smaller outputs skip the native call (it would return null). */
+const POOL_MIN_BYTES = 1 << 18;
 
 /**
  * A float32 output for a native kernel that overwrites every element (gemm, attention, spmm, qgemm: see their
@@ -56,7 +58,7 @@ let poolAlloc: ((n: number) => Float32Array | null) | null = null;
  * kernel that throws drops its output.
  */
 function outBuffer(n: number): Float32Array {
-  const pooled = poolAlloc ? poolAlloc(n) : null;
+  const pooled = poolAlloc && n * 4 >= POOL_MIN_BYTES ? poolAlloc(n) : null;
   if (pooled) return pooled;
   const bytes = Buffer.allocUnsafeSlow(n * 4);
   return new Float32Array(bytes.buffer, bytes.byteOffset, n);
