@@ -13,6 +13,7 @@
         "native/cpu_features.cc",
         "native/thread_pool.cc",
         "native/out_pool.cc",
+        "native/peak.cc",
         "native/gemm.cc",
         "native/gemm_avx2.cc",
         "native/gemm_packed.cc",

@@ -41,7 +41,7 @@ const T = require('..');
 const { buildCases, FAMILIES } = require('./cases');
 const { measureInterleaved, relErr, snapshot, othersLoad } = require('./harness');
 const peers = require('./peers');
-const { calibrate, finalizePeak } = require('./peak');
+const { calibrate, finalizePeak, loopPeak } = require('./peak');
 const { writeAll, fmt } = require('./report');
 
 if (opts.only) {
@@ -59,15 +59,19 @@ function stampNow() {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** The roof a row's rate is held against: int8 ops (GOP/s rows) against the int8 loop when measured. */
+function peakOf(row, peak) {
+  return row.unit === 'GOP/s' && peak.int8 ? peak.int8.gflops : peak.gflops;
+}
+
 /** Fills rates, ratios, the peer check and the target verdict of one case. */
-function summarize(c, setup, res, peakG) {
+function summarize(c, setup, res) {
   const [ours, ...others] = res;
   const rec = T.lastRun(c.op) || {};
   const flops = c.flops;
   const rate = (x) => (x.medianS ? flops / x.medianS / 1e9 : 0);
   const effRate = (x) => (x.medianS && c.effFlops ? c.effFlops / x.medianS / 1e9 : undefined);
   const tessera = { ...ours, backend: rec.backend, variant: rec.variant, rate: rate(ours), effRate: effRate(ours) };
-  if (tessera.rate) tessera.pctPeak = (100 * tessera.rate) / peakG;
   let ref = null;
   const peerRows = setup.runners.slice(1).map((r, i) => {
     const x = others[i];
@@ -143,11 +147,13 @@ async function main() {
   const cal = await calibrate(T, { numpy, timing });
   let peak = finalizePeak(cal);
   console.log(`  peak: using ${peak.used} ${fmt(peak.gflops)} GFLOP/s; measured ${fmt(peak.measured.gflops)} (${peak.measured.source}); nominal ${fmt(peak.nominal.gflops)} (${peak.nominal.formula})${peak.why ? `; ${peak.why}` : ''}`);
+  if (peak.int8) console.log(`  int8 peak: ${fmt(peak.int8.gflops)} GOP/s (${peak.int8.source}), ${(peak.int8.gflops / peak.gflops).toFixed(2)}x the fp32 peak`);
   run.peak = peak;
 
   const cases = buildCases({ quick: opts.quick, only: opts.only }).filter((c) => !opts.match || opts.match.some((m) => c.id.includes(m)));
   if (!cases.length) throw new Error('no case matches --only/--match');
   const extraPeak = [];
+  const extraInt8 = [];
   const ctx = { T, threads: opts.threads, numpy, peers, quick: opts.quick };
   for (let n = 0; n < cases.length; n++) {
     const c = cases[n];
@@ -162,10 +168,20 @@ async function main() {
     }
     const pids = numpy ? [numpy.proc.pid] : [];
     const before = snapshot(pids);
+    const ceilBefore = loopPeak(T, 0.05);
     const res = await measureInterleaved(setup.runners, timing);
+    const ceilAfter = loopPeak(T, 0.05);
     const load = othersLoad(before, snapshot(pids));
-    const row = summarize(c, setup, res, peak.gflops);
+    const row = summarize(c, setup, res);
     row.load = load;
+    // the arithmetic ceilings just before and after the case: what "at equal efficiency" means right then
+    const ceil = [ceilBefore, ceilAfter].filter(Boolean);
+    if (ceil.length) {
+      const mean = (k) => ceil.reduce((a, x) => a + x[k].gflops, 0) / ceil.length;
+      row.ceiling = { fp32: mean('fp32'), int8: mean('int8') };
+      row.ceiling.int8OverFp32 = row.ceiling.int8 / row.ceiling.fp32;
+      for (const x of ceil) extraPeak.push(x.fp32), extraInt8.push(x.int8);
+    }
     for (const r of setup.runners) if (r.release) await r.release();
     if (setup.cleanup) setup.cleanup();
     run.results.push(row);
@@ -177,11 +193,11 @@ async function main() {
     if (c.id === 'gemm-f32-2048x2048x2048' && best(npRow)) extraPeak.push({ gflops: best(npRow), source: 'numpy 2048^3, best round (OpenBLAS sgemm)', othersPct });
     const t = row.tessera;
     const peerText = row.peers.map((p) => `${p.key} ${p.skipped ? 'skipped' : `${fmt(p.effRate && !p.rate ? p.effRate : p.rate)} (${p.ratio ? p.ratio.toFixed(2) : '?'}x)`}${p.check === 'mismatch' ? ' MISMATCH' : ''}`).join(', ');
-    console.log(`[${n + 1}/${cases.length}] ${c.kernel} ${c.shape}: tessera ${t.skipped ? `skipped (${t.skipped})` : `${fmt(t.rate)} ${c.unit}`} [${t.backend}/${t.variant}]; ${peerText}  (${((Date.now() - tc) / 1000).toFixed(1)} s${row.load ? `, others' CPU ${row.load.othersPct.toFixed(0)}%` : ''})`);
+    console.log(`[${n + 1}/${cases.length}] ${c.kernel} ${c.shape}: tessera ${t.skipped ? `skipped (${t.skipped})` : `${fmt(t.rate)} ${c.unit}`} [${t.backend}/${t.variant}]; ${peerText}${row.ceiling && c.unit === 'GOP/s' ? `; ceilings int8 ${fmt(row.ceiling.int8)} / fp32 ${fmt(row.ceiling.fp32)} = ${row.ceiling.int8OverFp32.toFixed(2)}x` : ''}  (${((Date.now() - tc) / 1000).toFixed(1)} s${row.load ? `, others' CPU ${row.load.othersPct.toFixed(0)}%` : ''})`);
     run.partial = n + 1 < cases.length ? `${n + 1} of ${cases.length} cases` : undefined;
-    peak = finalizePeak(cal, extraPeak);
+    peak = finalizePeak(cal, extraPeak, extraInt8);
     run.peak = peak;
-    for (const r of run.results) if (r.tessera && r.tessera.rate) r.tessera.pctPeak = (100 * r.tessera.rate) / peak.gflops;
+    for (const r of run.results) if (r.tessera && r.tessera.rate) r.tessera.pctPeak = (100 * r.tessera.rate) / peakOf(r, peak);
     writeAll(run, opts.out);
   }
   if (numpy) numpy.close();

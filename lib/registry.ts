@@ -162,8 +162,16 @@ export async function dispatchAsync(op: OpName, inputs: Tensor[], attrs: unknown
   if (k) {
     const rec = record(op, k, inputs, attrs);
     const run = () => (k.runAsync ? k.runAsync(inputs, attrs) : k.run(inputs, attrs));
-    // the hook returns run()'s promise wrapped (it stamps the end when the promise settles): await it
-    return hook ? ((await hook(rec, inputs, attrs, run)) as Tensor | Tensor[]) : run();
+    // The inputs' storage stays held until the kernel settles: a dispose() meanwhile frees it (and returns
+    // a pooled host block for reuse) only once no worker thread can still be reading it.
+    const held = inputs.map((t) => t._s);
+    for (const s of held) s.retain();
+    try {
+      // the hook returns run()'s promise wrapped (it stamps the end when the promise settles): await it
+      return hook ? ((await hook(rec, inputs, attrs, run)) as Tensor | Tensor[]) : await run();
+    } finally {
+      for (const s of held) s.release();
+    }
   }
   if (device !== 'cpu') return hostRoundTrip(op, inputs, attrs, device, (i) => dispatch(op, i, attrs));
   return dispatch(op, inputs, attrs);

@@ -46,6 +46,16 @@ export function deviceTable(d: Device, op: string): DeviceTable {
   return t;
 }
 
+/**
+ * Called with the host array of a cpu storage freed by its last dispose (set by the cpu backend): an array
+ * from the native output pool goes back to the pool at once (its ArrayBuffer detached), not at the next
+ * garbage collection, so a loop that disposes what it is done with reuses warm memory.
+ */
+let hostRecycler: ((host: HostArray) => void) | null = null;
+export function setHostRecycler(f: ((host: HostArray) => void) | null): void {
+  hostRecycler = f;
+}
+
 interface Counters { tensors: number; storages: number; bytes: number }
 const counters: Record<Device, Counters> = {
   cpu: { tensors: 0, storages: 0, bytes: 0 },
@@ -106,6 +116,13 @@ export class StorageBlock {
         /* freeing must never throw from a finalizer or dispose */
       }
       this.handle = null;
+    }
+    if (this.host && hostRecycler) {
+      try {
+        hostRecycler(this.host);
+      } catch {
+        /* recycling is an optimization: the garbage collector returns the block otherwise */
+      }
     }
     this.host = null;
   }

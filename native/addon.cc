@@ -35,6 +35,7 @@
 #include "cpu_features.h"
 #include "gemm.h"
 #include "out_pool.h"
+#include "peak.h"
 #include "qgemm.h"
 #include "spmm.h"
 #include "thread_pool.h"
@@ -664,11 +665,7 @@ Napi::Value qgemm_async(const Napi::CallbackInfo& info) {
 // ---- allocF32 ---------------------------------------------------------------------
 
 // node runs an external buffer's finalizer on the JS thread, once nothing references the ArrayBuffer.
-void return_block(napi_env, void* data, void* hint) {
-  const size_t* bytes = static_cast<const size_t*>(hint);
-  pool_give(data, *bytes);
-  delete bytes;
-}
+void return_block(napi_env, void*, void* hint) { pool_lease_finalize(static_cast<pool_lease*>(hint)); }
 
 // A kernel output of n float32 (contents unspecified): a pooled block wrapped as an external ArrayBuffer,
 // or null when n * 4 < k_pool_min_bytes (the caller allocates small outputs itself).
@@ -678,23 +675,57 @@ Napi::Value alloc_f32_js(const Napi::CallbackInfo& info) {
   const size_t n = static_cast<size_t>(r.integer(0, 1, k_max_dim, "[1, 2^31-1]"));
   const size_t bytes = n * sizeof(float);
   if (bytes < k_pool_min_bytes) return env.Null();
-  void* p = pool_take(bytes);
-  if (p == nullptr) {
+  pool_lease* lease = pool_lease_take(bytes);
+  if (lease == nullptr) {
     throw Napi::RangeError::New(env, "allocF32: out of memory for " + std::to_string(bytes) + " bytes");
   }
-  auto* hint = new size_t(bytes);
   napi_value ab;
-  if (napi_create_external_arraybuffer(env, p, bytes, return_block, hint, &ab) != napi_ok) {
-    pool_give(p, bytes);
-    delete hint;
+  if (napi_create_external_arraybuffer(env, pool_lease_data(lease), bytes, return_block, lease, &ab) !=
+      napi_ok) {
+    pool_lease_finalize(lease);
     throw Napi::Error::New(env, "allocF32: could not wrap " + std::to_string(bytes) + " bytes as an ArrayBuffer");
   }
   return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
 }
 
+// releaseF32(a): hands the pooled block behind a (a Float32Array from allocF32, over its whole
+// ArrayBuffer) back now instead of at garbage collection: the ArrayBuffer is detached first, so every JS
+// view of it reads as empty from then on and the block's next owner is alone with it. The caller
+// guarantees no native work still uses the memory (lib: dispose of the last tensor on it, async ops
+// hold their inputs). Anything else (not ours, a sub-view, already released) is left alone: false.
+Napi::Value release_f32_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "releaseF32", {"a"});
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) return Napi::Boolean::New(env, false);
+  const Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_float32_array || ta.ByteOffset() != 0) return Napi::Boolean::New(env, false);
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  const size_t bytes = ab.ByteLength();
+  if (bytes == 0 || ta.ByteLength() != bytes) return Napi::Boolean::New(env, false);
+  pool_lease* lease = pool_lease_find(ab.Data(), bytes);
+  if (lease == nullptr) return Napi::Boolean::New(env, false);
+  bool detached = false;
+  if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || detached) {
+    return Napi::Boolean::New(env, false);
+  }
+  if (napi_detach_arraybuffer(env, ab) != napi_ok) return Napi::Boolean::New(env, false);
+  pool_lease_return(lease);
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value pool_cached_js(const Napi::CallbackInfo& info) {
   const arg_reader r(info, "poolCachedBytes", {});
   return Napi::Number::New(info.Env(), double(pool_cached_bytes()));
+}
+
+// peakRate(kind, seconds, parallel): kind 0 = fp32 FMA, 1 = exact int8 (peak.h); ops per second,
+// 0 without an AVX2+FMA path.
+Napi::Value peak_rate_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "peakRate", {"kind", "seconds", "parallel"});
+  const auto kind = r.integer(0, 0, 1, "0 (fp32) or 1 (int8)") == 0 ? peak_kind::fp32 : peak_kind::int8;
+  const double seconds = r.finite_number(1);
+  if (!(seconds >= 1e-3 && seconds <= 10.0)) r.throw_range(r.label(1) + " must be in [0.001, 10]");
+  return Napi::Number::New(info.Env(), peak_rate(kind, seconds, r.boolean(2)));
 }
 
 // ---- info / threads -------------------------------------------------------------
@@ -736,7 +767,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   active_simd();  // read TESSERA_SIMD / CPUID once, at load
   exports.Set("info", Napi::Function::New(env, info_js, "info"));
   exports.Set("allocF32", Napi::Function::New(env, alloc_f32_js, "allocF32"));
+  exports.Set("releaseF32", Napi::Function::New(env, release_f32_js, "releaseF32"));
   exports.Set("poolCachedBytes", Napi::Function::New(env, pool_cached_js, "poolCachedBytes"));
+  exports.Set("peakRate", Napi::Function::New(env, peak_rate_js, "peakRate"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads_js, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads_js, "getNumThreads"));
   exports.Set("matmulF32", Napi::Function::New(env, matmul_f32, "matmulF32"));

@@ -59,6 +59,74 @@ void pool_give(void* p, size_t bytes) {
   std::free(p);
 }
 
+struct pool_lease {
+  void* p;
+  size_t bytes;
+  bool returned;
+};
+
+namespace {
+
+struct lease_table {
+  std::mutex mu;
+  std::unordered_map<const void*, pool_lease*> live;  // block -> its current lease
+};
+
+lease_table& leases() {
+  static lease_table* t = new lease_table();  // never destroyed, like the pool
+  return *t;
+}
+
+}  // namespace
+
+pool_lease* pool_lease_take(size_t bytes) {
+  void* p = pool_take(bytes);
+  if (p == nullptr) return nullptr;
+  auto* l = new pool_lease{p, bytes, false};
+  lease_table& t = leases();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.live[p] = l;
+  return l;
+}
+
+void* pool_lease_data(const pool_lease* l) { return l->p; }
+
+void pool_lease_finalize(pool_lease* l) {
+  bool give = false;
+  {
+    lease_table& t = leases();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (!l->returned) {
+      l->returned = true;
+      give = true;
+      auto it = t.live.find(l->p);
+      if (it != t.live.end() && it->second == l) t.live.erase(it);
+    }
+  }
+  if (give) pool_give(l->p, l->bytes);
+  delete l;
+}
+
+pool_lease* pool_lease_find(const void* p, size_t bytes) {
+  lease_table& t = leases();
+  std::lock_guard<std::mutex> lock(t.mu);
+  auto it = t.live.find(p);
+  if (it == t.live.end() || it->second->bytes != bytes || it->second->returned) return nullptr;
+  return it->second;
+}
+
+void pool_lease_return(pool_lease* l) {
+  {
+    lease_table& t = leases();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (l->returned) return;
+    l->returned = true;
+    auto it = t.live.find(l->p);
+    if (it != t.live.end() && it->second == l) t.live.erase(it);
+  }
+  pool_give(l->p, l->bytes);
+}
+
 size_t pool_cached_bytes() {
   pool_state& s = state();
   std::lock_guard<std::mutex> lock(s.mu);

@@ -250,7 +250,7 @@ test('info / threads', (t) => {
   t.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads = ${info.threads}`);
   t.ok(info.napiVersion >= 8, `napiVersion = ${info.napiVersion}`);
   t.equal(typeof info.compiler, 'string', `compiler = ${info.compiler}`);
-  t.deepEqual(Object.keys(nat).sort(), ['allocF32', 'attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'poolCachedBytes', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
+  t.deepEqual(Object.keys(nat).sort(), ['allocF32', 'attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'peakRate', 'poolCachedBytes', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'releaseF32', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
   const saved = nat.getNumThreads();
   nat.setNumThreads(3);
   t.equal(nat.getNumThreads(), 3, 'setNumThreads(3)');
@@ -284,6 +284,51 @@ test('allocF32: large outputs come from a pool and go back to it once collected'
   t.equal(b[n - 1], 1, 'reused block is writable');
   for (const bad of [0, -1, 2 ** 31, 1.5, '4', null, undefined, NaN]) {
     t.throws(() => nat.allocF32(bad), /allocF32/, `allocF32(${String(bad)}) throws`);
+  }
+  t.end();
+});
+
+test('releaseF32: a pooled block goes back at once, its ArrayBuffer detached; anything else is refused', (t) => {
+  const n = 1 << 19;
+  const a = nat.allocF32(n);
+  a.fill(7);
+  const view = new Float32Array(a.buffer, 1024, 16); // another JS view of the same block
+  const before = nat.poolCachedBytes();
+  t.equal(nat.releaseF32(a), true, 'released');
+  t.equal(nat.poolCachedBytes(), before + n * 4, 'the block is idle in the pool now, no collection needed');
+  t.equal(a.length, 0, 'the array reads as empty (detached)');
+  t.equal(view.length, 0, 'every other view of the block is detached too');
+  t.equal(view[0], undefined, 'a stale view reads nothing of the block');
+  t.equal(nat.releaseF32(a), false, 'a second release is refused');
+  const b = nat.allocF32(n);
+  t.equal(nat.poolCachedBytes(), before, 'the next allocation of that size reuses the block');
+  b.fill(1);
+  t.equal(a.length + view.length, 0, 'the old views stay empty while the block has a new owner');
+  // not ours, or not the whole block: refused, nothing detached
+  const plain = new Float32Array(n);
+  t.equal(nat.releaseF32(plain), false, 'an ordinary Float32Array');
+  t.equal(plain.length, n, '... stays attached');
+  t.equal(nat.releaseF32(b.subarray(4)), false, 'a sub-view of a pooled block');
+  t.equal(nat.releaseF32(new Float32Array(b.buffer, 0, 8)), false, 'a shorter view of a pooled block');
+  t.equal(nat.releaseF32(new Int32Array(b.buffer)), false, 'another element type over a pooled block');
+  t.equal(b.length, n, '... the pooled array is untouched');
+  for (const bad of [null, undefined, 3, 'x', {}, [1, 2]]) t.equal(nat.releaseF32(bad), false, `releaseF32(${JSON.stringify(bad)}) refused`);
+  t.throws(() => nat.releaseF32(), /releaseF32/, 'missing argument throws');
+  t.equal(nat.releaseF32(b), true, 'the reused block can be released in turn');
+  t.end();
+});
+
+test('peakRate: calibration loops run and report a rate; bad arguments throw', (t) => {
+  const simd = nat.info().simd;
+  for (const kind of [0, 1]) {
+    for (const parallel of [false, true]) {
+      const r = nat.peakRate(kind, 0.01, parallel);
+      if (simd === 'avx2+fma') t.ok(Number.isFinite(r) && r > 1e8, `kind ${kind} parallel ${parallel}: ${(r / 1e9).toFixed(1)} G ops/s`);
+      else t.equal(r, 0, `kind ${kind}: 0 without an AVX2 loop`);
+    }
+  }
+  for (const args of [[2, 0.01, false], [-1, 0.01, false], [0.5, 0.01, false], [0, 0, false], [0, 11, false], [0, NaN, false], [0, '1', false], [0, 0.01]]) {
+    t.throws(() => nat.peakRate(...args), /peakRate/, `peakRate(${args.map(String).join(', ')}) throws`);
   }
   t.end();
 });

@@ -37,6 +37,8 @@ export { ProfileReport } from './report';
 export type { ProfileRecord, GroupStats, GroupBy, SortBy, TableOptions } from './report';
 export { calibrate, cachedCalibration, calibrationCachePath } from './calibrate';
 export type { Calibration, CalibrateOptions, PeakEntry } from './calibrate';
+export { machinePeak } from './peak';
+export type { MachinePeak, MachinePeakOptions, PeakRate } from './peak';
 export { COST as FLOP_COSTS, opCost, attentionPairs } from './cost';
 export type { Cost, CostInput, TensorMeta } from './cost';
 export type { ChromeTrace, TraceEvent } from './trace';

@@ -12,8 +12,15 @@ export interface CpuBinding {
   /** n float32 over a recycled native block (contents unspecified), or null below the pool's minimum size.
    *  Optional: an older prebuilt addon lacks it. */
   allocF32?(n: number): Float32Array | null;
+  /** Returns an allocF32 array's block to the pool now, detaching its ArrayBuffer; false for any other array.
+   *  Optional: an older prebuilt addon lacks it. */
+  releaseF32?(a: Float32Array): boolean;
   /** idle bytes the output pool holds */
   poolCachedBytes?(): number;
+  /** Register-only calibration loop (native/peak.cc): kind 0 = fp32 FMA, 1 = exact int8 (vpmaddwd + vpaddd);
+   *  operations per second over ~seconds, on every pool thread when parallel; 0 without an AVX2+FMA path.
+   *  Optional: an older prebuilt addon lacks it. */
+  peakRate?(kind: number, seconds: number, parallel: boolean): number;
   matmulF32(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
     strideA: number, strideB: number, transA: boolean, transB: boolean): void;
   matmulF32Async(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,

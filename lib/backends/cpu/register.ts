@@ -6,6 +6,7 @@
 import { DType } from '../../dtype';
 import { TesseraError } from '../../errors';
 import { registerKernel, setBackendInfo } from '../../registry';
+import { setHostRecycler } from '../../storage';
 import { Tensor } from '../../tensor';
 import { broadcastShapes } from '../js/elementwise';
 import { f32View, fromOut, hostStorage } from '../host';
@@ -47,6 +48,16 @@ interface MatmulPlan {
 
 /** The addon's output pool (allocF32), set at registration when the addon has one. */
 let poolAlloc: ((n: number) => Float32Array | null) | null = null;
+/** The pooled outputs handed out and not yet given back (releaseF32 would refuse any other array anyway). */
+const pooled = new WeakSet<Float32Array>();
+let poolRelease: ((a: Float32Array) => void) | null = null;
+/** Hands a pooled output back at once (its ArrayBuffer detached); other arrays are left alone. */
+function recycle(a: unknown): void {
+  if (poolRelease && a instanceof Float32Array && pooled.has(a)) {
+    pooled.delete(a);
+    poolRelease(a);
+  }
+}
 /** k_pool_min_bytes of native/out_pool.h: smaller outputs skip the native call (it would return null). */
 const POOL_MIN_BYTES = 1 << 18;
 
@@ -58,8 +69,11 @@ const POOL_MIN_BYTES = 1 << 18;
  * kernel that throws drops its output.
  */
 function outBuffer(n: number): Float32Array {
-  const pooled = poolAlloc && n * 4 >= POOL_MIN_BYTES ? poolAlloc(n) : null;
-  if (pooled) return pooled;
+  const fromPool = poolAlloc && n * 4 >= POOL_MIN_BYTES ? poolAlloc(n) : null;
+  if (fromPool) {
+    if (poolRelease) pooled.add(fromPool);
+    return fromPool;
+  }
   const bytes = Buffer.allocUnsafeSlow(n * 4);
   return new Float32Array(bytes.buffer, bytes.byteOffset, n);
 }
@@ -67,7 +81,10 @@ function outBuffer(n: number): Float32Array {
 /** A kernel's fresh, unshared float32 output as the result tensor: handed over as is for float32 (no copy),
  *  rounded into a new storage for the half dtypes. */
 function result(out: Float32Array, shape: number[], dtype: DType): Tensor {
-  return dtype === 'float32' ? Tensor._fromHost('float32', shape, out) : fromOut({ data: out, shape }, dtype);
+  if (dtype === 'float32') return Tensor._fromHost('float32', shape, out);
+  const t = fromOut({ data: out, shape }, dtype);
+  recycle(out); // rounded into t's own storage: nothing else holds out
+  return t;
 }
 
 function planMatmul(a: Tensor, b: Tensor, outShape: number[], raw: boolean): MatmulPlan {
@@ -191,6 +208,12 @@ export function registerCpuBackend(): void {
   }
   const nb: CpuBinding = binding;
   poolAlloc = typeof nb.allocF32 === 'function' ? (n) => nb.allocF32!(n) : null;
+  // dispose of the last tensor on a pooled output returns it at once (storage.ts); async ops hold their
+  // inputs' storage until they settle (registry.ts dispatchAsync), so no kernel still reads a returned block
+  if (poolAlloc && typeof nb.releaseF32 === 'function') {
+    poolRelease = (a) => void nb.releaseF32!(a);
+    setHostRecycler(recycle);
+  }
   const info = nb.info();
   setBackendInfo({ name: 'cpu', device: 'cpu', available: true, reason: '', detail: { ...info } });
 

@@ -1,0 +1,54 @@
+/**
+ * machinePeak(): this machine's arithmetic ceilings, from register-only calibration loops in the native
+ * addon (no memory traffic, so nothing a kernel could beat): fp32 as vfmadd231ps on 12 independent
+ * accumulators (GFLOP/s), int8 as the exact product pair of the W8A8 kernel, vpmaddwd + vpaddd (GOP/s,
+ * 2 ops per MAC; without VNNI no exact int8 multiply-accumulate is faster). Each is measured on one thread
+ * and on every thread of the pool, best of 3 short runs. Unlike calibrate() (what tessera's own kernels
+ * reach, cached), this is the roof those kernels are held against, measured afresh on each call: on a
+ * shared machine it moves with the neighbours' load, so measure it next to what you compare it with.
+ */
+import { loadCpuBinding } from '../backends/cpu/binding';
+import { TesseraError, describe } from '../errors';
+
+export interface PeakRate {
+  /** on every pool thread together (GFLOP/s for fp32, GOP/s for int8) */
+  all: number;
+  /** on the calling thread alone */
+  perThread: number;
+  /** the instruction loop measured */
+  loop: string;
+}
+
+export interface MachinePeak {
+  fp32: PeakRate;
+  int8: PeakRate;
+  /** pool threads the `all` figures ran on */
+  threads: number;
+  simd: string;
+}
+
+export interface MachinePeakOptions {
+  /** seconds per measurement (4 per call: 2 kinds x one thread / all threads); default 0.2, in [0.001, 10] */
+  seconds?: number;
+}
+
+/**
+ * Measures the fp32 FMA and exact-int8 ceilings of this CPU (blocking the event loop for ~4 x seconds).
+ * Null when there is no native cpu addon or no AVX2+FMA calibration loop for this CPU.
+ */
+export function machinePeak(options: MachinePeakOptions = {}): MachinePeak | null {
+  const op = 'machinePeak';
+  if (options === null || typeof options !== 'object') throw new TesseraError('E_TYPE', op, `options must be an object, got ${describe(options)}`);
+  const seconds = options.seconds ?? 0.2;
+  if (typeof seconds !== 'number' || !(seconds >= 0.001 && seconds <= 10)) {
+    throw new TesseraError('E_ARG', op, `options.seconds must be a number in [0.001, 10], got ${describe(seconds)}`);
+  }
+  const { binding } = loadCpuBinding();
+  if (!binding || typeof binding.peakRate !== 'function') return null;
+  const rate = (kind: number, parallel: boolean) => binding.peakRate!(kind, seconds, parallel) / 1e9;
+  const fp32 = { perThread: rate(0, false), all: rate(0, true), loop: 'vfmadd231ps ymm x 12 accumulators (16 FLOP each)' };
+  if (!(fp32.perThread > 0)) return null;
+  const int8 = { perThread: rate(1, false), all: rate(1, true), loop: 'vpmaddwd + vpaddd ymm, 6 accumulators (16 MACs = 32 ops a pair)' };
+  const info = binding.info();
+  return { fp32, int8, threads: info.threads, simd: info.simd };
+}
