@@ -27,76 +27,37 @@ namespace {
 constexpr double k_fma_ops_per_iter = 12 * 16;       // 12 FMAs x 8 lanes x 2 FLOP
 constexpr double k_int8_ops_per_iter = 6 * 16 * 2;   // 6 vpmaddwd x 16 MACs x 2 ops
 
+// Runs `body` iters times (iters > 0) after `init`, entirely in registers; ymm0-11, 14 and 15 used.
+#define TESSERA_PEAK_LOOP(init, body)                                                              \
+  __asm__ volatile(init "1:\n\t" body "dec %[n]\n\tjnz 1b\n\tvzeroupper"                          \
+                   : [n] "+r"(iters)                                                                \
+                   :                                                                                \
+                   : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",  \
+                     "xmm9", "xmm10", "xmm11", "xmm14", "xmm15")
+
+#define TESSERA_FMA(d) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #d "\n\t"
+#define TESSERA_ZERO(d) "vpxor %%ymm" #d ", %%ymm" #d ", %%ymm" #d "\n\t"
+// the int8 pair: product into temporary t, then added into accumulator a
+#define TESSERA_MADD_ADD(t, a) \
+  "vpmaddwd %%ymm14, %%ymm15, %%ymm" #t "\n\tvpaddd %%ymm" #t ", %%ymm" #a ", %%ymm" #a "\n\t"
+
 TESSERA_AVX2 void fma_loop(int64_t iters) {
   if (iters <= 0) return;
-  __asm__ volatile(
-      "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vxorps %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vxorps %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
-      "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
-      "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
-      "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
-      "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
-      "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
-      "vxorps %%ymm14, %%ymm14, %%ymm14\n\t"
-      "vxorps %%ymm15, %%ymm15, %%ymm15\n\t"
-      "1:\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm10\n\t"
-      "vfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper"
-      : [n] "+r"(iters)
-      :
-      : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
-        "xmm10", "xmm11", "xmm14", "xmm15");
+  TESSERA_PEAK_LOOP(TESSERA_ZERO(0) TESSERA_ZERO(1) TESSERA_ZERO(2) TESSERA_ZERO(3) TESSERA_ZERO(4)
+                        TESSERA_ZERO(5) TESSERA_ZERO(6) TESSERA_ZERO(7) TESSERA_ZERO(8) TESSERA_ZERO(9)
+                            TESSERA_ZERO(10) TESSERA_ZERO(11) TESSERA_ZERO(14) TESSERA_ZERO(15),
+                    TESSERA_FMA(0) TESSERA_FMA(1) TESSERA_FMA(2) TESSERA_FMA(3) TESSERA_FMA(4)
+                        TESSERA_FMA(5) TESSERA_FMA(6) TESSERA_FMA(7) TESSERA_FMA(8) TESSERA_FMA(9)
+                            TESSERA_FMA(10) TESSERA_FMA(11));
 }
 
 TESSERA_AVX2 void int8_loop(int64_t iters) {
   if (iters <= 0) return;
-  __asm__ volatile(
-      "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-      "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-      "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-      "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-      "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-      "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-      "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
-      "vpcmpeqw %%ymm15, %%ymm15, %%ymm15\n\t"
-      "1:\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm6\n\t"
-      "vpaddd %%ymm6, %%ymm0, %%ymm0\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm7\n\t"
-      "vpaddd %%ymm7, %%ymm1, %%ymm1\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm8\n\t"
-      "vpaddd %%ymm8, %%ymm2, %%ymm2\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm9\n\t"
-      "vpaddd %%ymm9, %%ymm3, %%ymm3\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm10\n\t"
-      "vpaddd %%ymm10, %%ymm4, %%ymm4\n\t"
-      "vpmaddwd %%ymm14, %%ymm15, %%ymm11\n\t"
-      "vpaddd %%ymm11, %%ymm5, %%ymm5\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vzeroupper"
-      : [n] "+r"(iters)
-      :
-      : "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
-        "xmm10", "xmm11", "xmm14", "xmm15");
+  TESSERA_PEAK_LOOP(TESSERA_ZERO(0) TESSERA_ZERO(1) TESSERA_ZERO(2) TESSERA_ZERO(3) TESSERA_ZERO(4)
+                        TESSERA_ZERO(5) "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\t"
+                        "vpcmpeqw %%ymm15, %%ymm15, %%ymm15\n\t",
+                    TESSERA_MADD_ADD(6, 0) TESSERA_MADD_ADD(7, 1) TESSERA_MADD_ADD(8, 2)
+                        TESSERA_MADD_ADD(9, 3) TESSERA_MADD_ADD(10, 4) TESSERA_MADD_ADD(11, 5));
 }
 
 using clock_type = std::chrono::steady_clock;
