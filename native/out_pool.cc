@@ -92,18 +92,7 @@ pool_lease* pool_lease_take(size_t bytes) {
 void* pool_lease_data(const pool_lease* l) { return l->p; }
 
 void pool_lease_finalize(pool_lease* l) {
-  bool give = false;
-  {
-    lease_table& t = leases();
-    std::lock_guard<std::mutex> lock(t.mu);
-    if (!l->returned) {
-      l->returned = true;
-      give = true;
-      auto it = t.live.find(l->p);
-      if (it != t.live.end() && it->second == l) t.live.erase(it);
-    }
-  }
-  if (give) pool_give(l->p, l->bytes);
+  pool_lease_return(l);
   delete l;
 }
 

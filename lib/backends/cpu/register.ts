@@ -64,9 +64,9 @@ const POOL_MIN_BYTES = 1 << 18;
 /**
  * A float32 output for a native kernel that overwrites every element (gemm, attention, spmm, qgemm: see their
  * headers), never zero-filled. Large outputs come from the addon's pool (native/out_pool.h): blocks given back
- * by dispose() (recycle) or by the garbage collector are handed out again warm, where fresh memory would fault in every 4 KB page on the
- * kernel's first write (16.2 vs 14.6 ms for a 1024^3 GEMM on the 2-core VM). Never handed out unwritten: a
- * kernel that throws drops its output.
+ * by dispose() (recycle) or by the garbage collector are handed out again warm, where fresh memory would
+ * fault in every 4 KB page on the kernel's first write (16.2 vs 14.6 ms for a 1024^3 GEMM on the 2-core
+ * VM). Never handed out unwritten: a kernel that throws drops its output.
  */
 function outBuffer(n: number): Float32Array {
   const fromPool = poolAlloc && n * 4 >= POOL_MIN_BYTES ? poolAlloc(n) : null;
