@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 
+#include "scratch.h"
 #include "thread_pool.h"
 
 namespace tessera {
@@ -121,38 +122,6 @@ bool quantize_quads_avx2(int16_t* dst, int64_t stride, const float* x, int64_t n
 bool maxabs_avx2(const float* x, int64_t n, float* maxabs, bool* finite);
 
 // ---- driver internals shared by qgemm.cc (prepack, weight-only) and qgemm_int8.cc (W8A8) ----
-
-struct free_deleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-template <class T>
-using aligned_ptr = std::unique_ptr<T[], free_deleter>;
-
-template <class T>
-aligned_ptr<T> alloc_aligned(size_t n) {
-  const size_t bytes = std::max<size_t>(64, (n * sizeof(T) + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return aligned_ptr<T>(static_cast<T*>(p));
-}
-
-// A per-thread buffer that only grows: kept between calls (no page faults per call).
-template <class T>
-class scratch {
- public:
-  T* get(size_t n) {
-    if (n > cap_) {
-      p_ = alloc_aligned<T>(n);
-      cap_ = n;
-    }
-    return p_.get();
-  }
-
- private:
-  aligned_ptr<T> p_;
-  size_t cap_ = 0;
-};
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

@@ -19,9 +19,10 @@
 // the row kernel is the CSR one with implicit indices: half the FLOPs and half the
 // weight bytes of a dense row. Unlike CSR, every row touches half of all B rows,
 // so B would be streamed from L3 once per row of A; instead K is blocked: a block
-// of B [KC, 64] <= 24 KB stays in L1 while a sub-block of 64 rows of A uses it,
-// and the output tile is stored and reloaded between K blocks (exact: the
-// accumulator is f32 either way). The values/meta of the row two ahead are
+// of B [KC, 64] <= 24 KB is copied into an aligned per-thread buffer (contiguous
+// 256-byte rows) and stays in L1 while all rows of the task use it, and the output
+// tile is stored and reloaded between K blocks (exact: the accumulator is f32
+// either way). The values/meta of the row two ahead are
 // prefetched (64 strided streams defeat the hardware prefetcher). Padded
 // positions (k >= K, last group) are skipped. meta is validated per task before
 // its rows run (nibbles i0 < i1, the unused high nibble of an odd row 0, zeros at
@@ -49,6 +50,7 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "scratch.h"
 #include "thread_pool.h"
 
 namespace tessera {
@@ -62,9 +64,36 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 constexpr double k_parallel_flops = 1 << 20;  // below: one task on the calling thread
 // 2:4 blocking (measured on Zen3, 4096x4096 @ 4096x64; 16 KB and 32 KB blocks were
-// 5-10% slower): a B block [KC, tile] of <= 24 KB is shared by 64 rows of A.
+// 5-10% slower): a B block [KC, tile] of <= 24 KB, staged per task, is shared by all
+// rows of the task.
 constexpr int64_t k_l1_block_bytes = 24576;
-constexpr int64_t k_rows_24 = 64;
+
+thread_local detail::scratch<float> tls_b_block;  // a task's staged 2:4 B block
+
+// CSR reads B rows in place. B rows straight from JS memory are often 16 bytes off a 32-byte
+// boundary, and then every other 32-byte load spans two cache lines (4096x4096 @ 4096x64 at 95%
+// sparsity: 1.96-2.22 vs 1.63 ms by the alignment of B alone): such a B (rows of whole vectors,
+// n % 8 == 0) is copied once per call into aligned memory, in parallel, ~1 MB in 50-100 us.
+// Copies up to 16 MB stay in a per-thread buffer between calls (no page faults); beyond 64 MB
+// B is used as it is.
+thread_local detail::scratch<float> tls_b_copy;
+constexpr uint64_t k_b_copy_keep = uint64_t{16} << 20;
+constexpr uint64_t k_b_copy_max = uint64_t{64} << 20;
+
+const float* aligned_b(const float* b, int64_t k, int64_t n, bool parallel,
+                       detail::aligned_ptr<float>& big) {
+  const uint64_t count = static_cast<uint64_t>(k) * static_cast<uint64_t>(n);
+  if (reinterpret_cast<uintptr_t>(b) % 32 == 0 || n % 8 != 0 || count * 4 > k_b_copy_max) return b;
+  float* dst = count * 4 <= k_b_copy_keep ? tls_b_copy.get(count)
+                                          : (big = detail::alloc_aligned<float>(count)).get();
+  constexpr int64_t k_rows_per_task = 256;
+  run_tasks(parallel, ceil_div(k, k_rows_per_task), [&](int64_t t) {
+    const int64_t r0 = t * k_rows_per_task;
+    const int64_t r1 = std::min(k, r0 + k_rows_per_task);
+    std::copy(b + r0 * n, b + r1 * n, dst + r0 * n);
+  });
+  return dst;
+}
 
 // ---- portable kernels -----------------------------------------------------------
 
@@ -90,11 +119,11 @@ void csr_rows_generic(float* out, const spmm_csr_f32_args& a, int64_t m0, int64_
   }
 }
 
-void rows_24_generic(float* out, const spmm_24_f32_args& a, int64_t m0, int64_t m1, int64_t g0,
-                     int64_t g1, int64_t j0, int width, bool first) {
+void rows_24_generic(float* out, const spmm_24_f32_args& a, const float* bb, int64_t ldb,
+                     int64_t m0, int64_t m1, int64_t g0, int64_t g1, int64_t j0, int width,
+                     bool first) {
   const int64_t groups = ceil_div(a.k, 4);
   const int64_t meta_stride = ceil_div(groups, 2);
-  const float* b = a.b + j0;
   for (int64_t m = m0; m < m1; ++m) {
     const float* vr = a.values + m * 2 * groups;
     const uint8_t* mr = a.meta + m * meta_stride;
@@ -107,7 +136,7 @@ void rows_24_generic(float* out, const spmm_24_f32_args& a, int64_t m0, int64_t 
       for (int s = 0; s < 2; ++s) {
         if (kk[s] >= a.k) continue;  // padding of the last group
         const float v = vr[2 * g + s];
-        const float* br = b + kk[s] * a.n;
+        const float* br = bb + (kk[s] - 4 * g0) * ldb;
         for (int j = 0; j < width; ++j) acc[j] += v * br[j];
       }
     }
@@ -232,11 +261,15 @@ std::string csr_row_ptr_error(const int32_t* row_ptr, int64_t m, int64_t nnz) {
   return "";
 }
 
-void spmm_csr_f32(float* out, const spmm_csr_f32_args& a) {
+void spmm_csr_f32(float* out, const spmm_csr_f32_args& args) {
   const detail::spmm_kernels& kern = kernels();
   const int threads = num_threads();
-  const double flops = 2.0 * static_cast<double>(a.nnz) * a.n + static_cast<double>(a.m) * a.n;
+  const double flops =
+      2.0 * static_cast<double>(args.nnz) * args.n + static_cast<double>(args.m) * args.n;
   const bool parallel = threads > 1 && flops >= k_parallel_flops;
+  detail::aligned_ptr<float> b_copy;
+  spmm_csr_f32_args a = args;
+  a.b = aligned_b(args.b, args.k, args.n, parallel, b_copy);
   const int64_t n_tiles = ceil_div(a.n, k_spmm_tile_n);
 
   // Row chunks of equal cost rowPtr[m] + 2m; boundaries from a binary search on
@@ -298,16 +331,21 @@ void spmm_24_f32(float* out, const spmm_24_f32_args& a) {
     check_meta_rows(a, m0, m1);
     const int64_t t0 = (t % col_groups) * tiles_per_group;
     const int64_t t1 = std::min(n_tiles, t0 + tiles_per_group);
-    for (int64_t r0 = m0; r0 < m1; r0 += k_rows_24) {
-      const int64_t r1 = std::min(m1, r0 + k_rows_24);
-      for (int64_t tile = t0; tile < t1; ++tile) {
-        const int width = tile_width(a.n, tile);
-        // Groups per K block: B block [4 * gb, width] within the L1 budget; even, so
-        // every block starts on a meta byte.
-        const int64_t gb = std::max<int64_t>(2, (k_l1_block_bytes / (16 * width)) & ~int64_t{1});
-        for (int64_t g0 = 0; g0 < groups; g0 += gb)
-          kern.rows_24(out, a, r0, r1, g0, std::min(groups, g0 + gb), tile * k_spmm_tile_n, width,
-                       g0 == 0);
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int width = tile_width(a.n, tile);
+      const int64_t j0 = tile * k_spmm_tile_n;
+      // Groups per K block: B block [4 * gb, width] within the L1 budget; even, so
+      // every block starts on a meta byte.
+      const int64_t gb = std::max<int64_t>(2, (k_l1_block_bytes / (16 * width)) & ~int64_t{1});
+      float* bb = tls_b_block.get(static_cast<size_t>(4 * gb * k_spmm_tile_n));
+      for (int64_t g0 = 0; g0 < groups; g0 += gb) {
+        const int64_t g1 = std::min(groups, g0 + gb);
+        // Staged: contiguous, 64-byte-aligned rows (B rows straight from JS memory are often
+        // 16 bytes off, and then every other 32-byte load spans two cache lines: 2:4 ran
+        // 65-71 vs 81-94 GFLOP/s eff by the alignment of B alone).
+        for (int64_t k = 4 * g0; k < std::min(a.k, 4 * g1); ++k)
+          std::copy_n(a.b + k * a.n + j0, width, bb + (k - 4 * g0) * k_spmm_tile_n);
+        kern.rows_24(out, a, bb, k_spmm_tile_n, m0, m1, g0, g1, j0, width, g0 == 0);
       }
     }
   });

@@ -54,10 +54,12 @@ struct spmm_kernels {
   // out rows [m0, m1) = A rows @ B; checks row_ptr / col_idx entries as it reads them.
   void (*csr_rows)(float* out, const spmm_csr_f32_args& a, int64_t m0, int64_t m1, int64_t j0,
                    int width);
-  // out rows [m0, m1) (first ? = : +=) groups [g0, g1) of A rows @ B; g0 even. Skips
-  // padded positions (k >= a.k); meta must have been validated (any nibble is memory-safe).
-  void (*rows_24)(float* out, const spmm_24_f32_args& a, int64_t m0, int64_t m1, int64_t g0,
-                  int64_t g1, int64_t j0, int width, bool first);
+  // out rows [m0, m1) (first ? = : +=) groups [g0, g1) of A rows @ B; g0 even. B row k of
+  // the block (4 * g0 <= k < min(a.k, 4 * g1)), columns [j0, j0 + width), is at
+  // bb + (k - 4 * g0) * ldb (the driver's staged copy). Skips padded positions (k >= a.k);
+  // meta must have been validated (any nibble is memory-safe).
+  void (*rows_24)(float* out, const spmm_24_f32_args& a, const float* bb, int64_t ldb, int64_t m0,
+                  int64_t m1, int64_t g0, int64_t g1, int64_t j0, int width, bool first);
 };
 
 spmm_kernels spmm_kernels_avx2();  // {nullptr, nullptr} when not built for x86-64

@@ -91,13 +91,14 @@ __attribute__((target("avx2,fma"))) void csr_tile(float* out, const spmm_csr_f32
 }
 
 template <int W, bool MASKED>
-__attribute__((target("avx2,fma"))) void tile_24(float* out, const spmm_24_f32_args& a, int64_t m0,
+__attribute__((target("avx2,fma"))) void tile_24(float* out, const spmm_24_f32_args& a,
+                                                 const float* bb, int64_t ldb, int64_t m0,
                                                  int64_t m1, int64_t g0, int64_t g1, int64_t j0,
                                                  bool first, __m256i mask) {
   const int64_t groups = (a.k + 3) / 4;
   const int64_t meta_stride = (groups + 1) / 2;
   const int64_t n = a.n;
-  const float* b = a.b + j0;
+  const int64_t k_base = 4 * g0;  // B row k of the block at bb + (k - k_base) * ldb
   const int64_t full_end = g1 < a.k / 4 ? g1 : a.k / 4;  // groups wholly inside K
   for (int64_t m = m0; m < m1; ++m) {
     const float* vr = a.values + m * 2 * groups;
@@ -122,27 +123,29 @@ __attribute__((target("avx2,fma"))) void tile_24(float* out, const spmm_24_f32_a
     int64_t g = g0;
     for (; g + 2 <= full_end; g += 2) {  // one meta byte: two groups, four entries
       const int64_t byte = mr[g >> 1];
-      const float* bg = b + 4 * g * n;
-      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g), bg + (byte & 3) * n, mask);
-      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 1), bg + ((byte >> 2) & 3) * n, mask);
-      bg += 4 * n;
-      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 2), bg + ((byte >> 4) & 3) * n, mask);
-      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 3), bg + ((byte >> 6) & 3) * n, mask);
+      const float* bg = bb + (4 * g - k_base) * ldb;
+      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g), bg + (byte & 3) * ldb, mask);
+      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 1), bg + ((byte >> 2) & 3) * ldb, mask);
+      bg += 4 * ldb;
+      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 2), bg + ((byte >> 4) & 3) * ldb, mask);
+      axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 3), bg + ((byte >> 6) & 3) * ldb, mask);
     }
     for (; g < g1; ++g) {  // odd leftover and the padded last group
       const int nib = (mr[g >> 1] >> ((g & 1) * 4)) & 15;
       const int64_t k0 = 4 * g + (nib & 3);
       const int64_t k1 = 4 * g + (nib >> 2);
-      if (k0 < a.k) axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g), b + k0 * n, mask);
-      if (k1 < a.k) axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 1), b + k1 * n, mask);
+      if (k0 < a.k)
+        axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g), bb + (k0 - k_base) * ldb, mask);
+      if (k1 < a.k)
+        axpy<W, MASKED>(acc, _mm256_broadcast_ss(vr + 2 * g + 1), bb + (k1 - k_base) * ldb, mask);
     }
     store_row<W, MASKED>(o, acc, mask);
   }
 }
 
 using csr_fn = void (*)(float*, const spmm_csr_f32_args&, int64_t, int64_t, int64_t, __m256i);
-using fn_24 = void (*)(float*, const spmm_24_f32_args&, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       bool, __m256i);
+using fn_24 = void (*)(float*, const spmm_24_f32_args&, const float*, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, bool, __m256i);
 
 // [W - 1][masked]
 const csr_fn k_csr_tiles[8][2] = {
@@ -164,11 +167,12 @@ __attribute__((target("avx2,fma"))) void csr_rows_avx2(float* out, const spmm_cs
 }
 
 __attribute__((target("avx2,fma"))) void rows_24_avx2(float* out, const spmm_24_f32_args& a,
-                                                      int64_t m0, int64_t m1, int64_t g0, int64_t g1,
+                                                      const float* bb, int64_t ldb, int64_t m0,
+                                                      int64_t m1, int64_t g0, int64_t g1,
                                                       int64_t j0, int width, bool first) {
   const int vecs = (width + 7) / 8;
   const int rem = width - 8 * (vecs - 1);
-  k_tiles_24[vecs - 1][rem != 8](out, a, m0, m1, g0, g1, j0, first, tail_mask(rem));
+  k_tiles_24[vecs - 1][rem != 8](out, a, bb, ldb, m0, m1, g0, g1, j0, first, tail_mask(rem));
 }
 
 }  // namespace
