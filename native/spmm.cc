@@ -20,8 +20,8 @@
 // weight bytes of a dense row. Unlike CSR, every row touches half of all B rows,
 // so B would be streamed from L3 once per row of A; instead K is blocked: a block
 // of B [KC, 64] <= 24 KB is copied into an aligned per-thread buffer (contiguous
-// 256-byte rows) and stays in L1 while all rows of the task use it, and the output
-// tile is stored and reloaded between K blocks (exact: the accumulator is f32
+// 256-byte rows) and stays in L1 while up to 256 rows of the task use it, and the
+// output tile is stored and reloaded between K blocks (exact: the accumulator is f32
 // either way). The values/meta of the row two ahead are
 // prefetched (64 strided streams defeat the hardware prefetcher). Padded
 // positions (k >= K, last group) are skipped. meta is validated per task before
@@ -64,9 +64,13 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 constexpr double k_parallel_flops = 1 << 20;  // below: one task on the calling thread
 // 2:4 blocking (measured on Zen3, 4096x4096 @ 4096x64; 16 KB and 32 KB blocks were
-// 5-10% slower): a B block [KC, tile] of <= 24 KB, staged per task, is shared by all
-// rows of the task.
+// 5-10% slower): a B block [KC, tile] of <= 24 KB, staged per task, is shared by up to
+// 256 rows of A (their output tile, 64 KB, stays in L2 across the K blocks). Useful
+// GFLOP/s at 4096x4096 @ 4096x64, builds interleaved in one process, 1 / 2 threads:
+// unstaged 64-row blocks 39-41 / 72-78; staged, 64 rows 48-49 / 97-100, 128 rows
+// 51-52 / 99-105, 256 rows 52-56 / 99-108, all the task's rows 43-44 / 103-109.
 constexpr int64_t k_l1_block_bytes = 24576;
+constexpr int64_t k_rows_24 = 256;
 
 thread_local detail::scratch<float> tls_b_block;  // a task's staged 2:4 B block
 
@@ -338,14 +342,17 @@ void spmm_24_f32(float* out, const spmm_24_f32_args& a) {
       // every block starts on a meta byte.
       const int64_t gb = std::max<int64_t>(2, (k_l1_block_bytes / (16 * width)) & ~int64_t{1});
       float* bb = tls_b_block.get(static_cast<size_t>(4 * gb * k_spmm_tile_n));
-      for (int64_t g0 = 0; g0 < groups; g0 += gb) {
-        const int64_t g1 = std::min(groups, g0 + gb);
-        // Staged: contiguous, 64-byte-aligned rows (B rows straight from JS memory are often
-        // 16 bytes off, and then every other 32-byte load spans two cache lines: 2:4 ran
-        // 65-71 vs 81-94 GFLOP/s eff by the alignment of B alone).
-        for (int64_t k = 4 * g0; k < std::min(a.k, 4 * g1); ++k)
-          std::copy_n(a.b + k * a.n + j0, width, bb + (k - 4 * g0) * k_spmm_tile_n);
-        kern.rows_24(out, a, bb, k_spmm_tile_n, m0, m1, g0, g1, j0, width, g0 == 0);
+      for (int64_t r0 = m0; r0 < m1; r0 += k_rows_24) {
+        const int64_t r1 = std::min(m1, r0 + k_rows_24);
+        for (int64_t g0 = 0; g0 < groups; g0 += gb) {
+          const int64_t g1 = std::min(groups, g0 + gb);
+          // Staged: contiguous, 64-byte-aligned rows (B rows straight from JS memory are often
+          // 16 bytes off, and then every other 32-byte load spans two cache lines: 2:4 ran
+          // 65-71 vs 81-94 GFLOP/s eff by the alignment of B alone).
+          for (int64_t k = 4 * g0; k < std::min(a.k, 4 * g1); ++k)
+            std::copy_n(a.b + k * a.n + j0, width, bb + (k - 4 * g0) * k_spmm_tile_n);
+          kern.rows_24(out, a, bb, k_spmm_tile_n, r0, r1, g0, g1, j0, width, g0 == 0);
+        }
       }
     }
   });
