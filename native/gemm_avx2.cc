@@ -210,7 +210,7 @@ bool dot_rows_m(float* c, int64_t ldc, const float* a, int64_t lda, int m, const
   return true;
 }
 
-// c[0..R)[cols of W vectors] (+)= sum over 4 (or p_n < 4) rows of B of A(r, p) * B[p][:].
+// c[0..R)[cols of W vectors] (+)= sum over p_n (<= 8) rows of B of A(r, p) * B[p][:].
 template <int R, int W, bool MASKED>
 __attribute__((target("avx2,fma"), always_inline)) inline void axpy_tile(
     float* c, int64_t ldc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
@@ -246,20 +246,23 @@ __attribute__((target("avx2,fma"), always_inline)) inline void axpy_tile(
     }
 }
 
-// Walks K four rows of B at a time; the output columns [j0, j1) stay in L1.
+// Walks K eight rows of B at a time (eight sequential streams), over columns [j0, j1) of c, which
+// stay in L1/L2 between passes (each element's sum still runs in p order). W: 32 columns per tile
+// for 1-2 rows, 16 for 3-4 (accumulators + B vectors within 16 ymm).
 template <int R>
 __attribute__((target("avx2,fma"))) void axpy_rows(float* c, int64_t ldc, const float* a,
                                                    int64_t a_rs, int64_t a_cs, const float* b,
                                                    int64_t n, int64_t k, int64_t j0, int64_t j1) {
+  constexpr int W = R <= 2 ? 4 : 2;
   const __m256i none = _mm256_setzero_si256();
-  for (int64_t p = 0; p < k; p += 4) {
-    const int p_n = static_cast<int>(k - p < 4 ? k - p : 4);
+  for (int64_t p = 0; p < k; p += 8) {
+    const int p_n = static_cast<int>(k - p < 8 ? k - p : 8);
     const float* ap = a + p * a_cs;
     const float* bp = b + p * n;
     const bool first = p == 0;
     int64_t j = j0;
-    for (; j + 32 <= j1; j += 32)
-      axpy_tile<R, 4, false>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, none);
+    for (; j + 8 * W <= j1; j += 8 * W)
+      axpy_tile<R, W, false>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, none);
     for (; j + 8 <= j1; j += 8)
       axpy_tile<R, 1, false>(c + j, ldc, ap, a_rs, a_cs, bp + j, n, p_n, first, none);
     if (j < j1)

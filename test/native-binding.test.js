@@ -183,6 +183,8 @@ function determinismCases() {
     { label: 'matmul broadcastB batch 8 (folded)', ...matmulCase(63, 130, 257, false, true, 'broadcastB', 8, 7) },
     { label: 'matmul 1x3000x700 (small M)', ...matmulCase(1, 3000, 700, false, false, 'dense', 1, 8) },
     { label: 'matmul 3x2000x300 tB (small M)', ...matmulCase(3, 2000, 300, false, true, 'dense', 2, 9) },
+    { label: 'matmul 4x1100x2053 (small M, K 2053 in 5 fixed chunks)', ...matmulCase(4, 1100, 2053, false, false, 'dense', 1, 14) },
+    { label: 'matmul 2x9000x600 (small M, K 600 in 2 chunks, column parts)', ...matmulCase(2, 9000, 600, false, false, 'dense', 1, 15) },
     { label: 'attention B1 H8/2 S200 D64 causal', ...attentionCase(1, 8, 2, 200, 200, 64, 64, true, 0, 0.125, 10) },
     { label: 'attention decode B2 H32/4 Sk3000 D64 causal', ...attentionCase(2, 32, 4, 1, 3000, 64, 64, true, 2999, 0.125, 12) },
     { label: 'attention B2 H4/4 Sq100 Sk300 D40 Dv24', ...attentionCase(2, 4, 4, 100, 300, 40, 24, false, 200, 0.15, 11) },
