@@ -12,6 +12,8 @@
 //   qgemm(packed, x, out, M, xDtype), qgemmAsync(...same) -> Promise<void>
 //   allocF32(n) -> Float32Array over a recycled block (out_pool.h), or null below its minimum size;
 //   poolCachedBytes() -> idle bytes the pool holds
+//   peakRate(kind, seconds, parallel) -> calibration loop ops/s; readBandwidth(bytes, seconds, parallel)
+//     -> sequential read bytes/s (peak.h)
 // Every argument is validated here (args.h) even though the TS layer validates
 // too. Async forms run the kernel on a libuv worker thread (which then fans out
 // to the thread pool) and keep references to the typed arrays until the promise
@@ -728,6 +730,24 @@ Napi::Value peak_rate_js(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), peak_rate(kind, seconds, r.boolean(2)));
 }
 
+// readBandwidth(bytes, seconds, parallel): sequential read bandwidth in bytes per second over a fresh
+// buffer of `bytes` (peak.h).
+Napi::Value read_bandwidth_js(const Napi::CallbackInfo& info) {
+  const arg_reader r(info, "readBandwidth", {"bytes", "seconds", "parallel"});
+  const double bytes = r.finite_number(0);
+  if (!(bytes >= 1048576.0 && bytes <= 1073741824.0)) r.throw_range(r.label(0) + " must be in [2^20, 2^30]");
+  const double seconds = r.finite_number(1);
+  if (!(seconds >= 1e-3 && seconds <= 10.0)) r.throw_range(r.label(1) + " must be in [0.001, 10]");
+  const bool parallel = r.boolean(2);
+  double rate = 0.0;
+  try {
+    rate = read_bandwidth(bytes, seconds, parallel);
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(info.Env(), "readBandwidth: out of memory for a " + std::to_string(static_cast<int64_t>(bytes)) + "-byte buffer");
+  }
+  return Napi::Number::New(info.Env(), rate);
+}
+
 // ---- info / threads -------------------------------------------------------------
 
 Napi::Value info_js(const Napi::CallbackInfo& info) {
@@ -770,6 +790,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseF32", Napi::Function::New(env, release_f32_js, "releaseF32"));
   exports.Set("poolCachedBytes", Napi::Function::New(env, pool_cached_js, "poolCachedBytes"));
   exports.Set("peakRate", Napi::Function::New(env, peak_rate_js, "peakRate"));
+  exports.Set("readBandwidth", Napi::Function::New(env, read_bandwidth_js, "readBandwidth"));
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads_js, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, get_num_threads_js, "getNumThreads"));
   exports.Set("matmulF32", Napi::Function::New(env, matmul_f32, "matmulF32"));

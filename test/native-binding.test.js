@@ -252,7 +252,7 @@ test('info / threads', (t) => {
   t.ok(Number.isInteger(info.threads) && info.threads >= 1, `threads = ${info.threads}`);
   t.ok(info.napiVersion >= 8, `napiVersion = ${info.napiVersion}`);
   t.equal(typeof info.compiler, 'string', `compiler = ${info.compiler}`);
-  t.deepEqual(Object.keys(nat).sort(), ['allocF32', 'attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'peakRate', 'poolCachedBytes', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'releaseF32', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
+  t.deepEqual(Object.keys(nat).sort(), ['allocF32', 'attentionF32', 'attentionF32Async', 'getNumThreads', 'info', 'matmulF32', 'matmulF32Async', 'matmulMixed', 'matmulMixedAsync', 'peakRate', 'poolCachedBytes', 'qgemm', 'qgemmAsync', 'qgemmPrepack', 'readBandwidth', 'releaseF32', 'setNumThreads', 'spmm24F32', 'spmm24F32Async', 'spmmCsrF32', 'spmmCsrF32Async'], 'narrow export surface');
   const saved = nat.getNumThreads();
   nat.setNumThreads(3);
   t.equal(nat.getNumThreads(), 3, 'setNumThreads(3)');
@@ -317,6 +317,18 @@ test('releaseF32: a pooled block goes back at once, its ArrayBuffer detached; an
   for (const bad of [null, undefined, 3, 'x', {}, [1, 2]]) t.equal(nat.releaseF32(bad), false, `releaseF32(${JSON.stringify(bad)}) refused`);
   t.throws(() => nat.releaseF32(), /releaseF32/, 'missing argument throws');
   t.equal(nat.releaseF32(b), true, 'the reused block can be released in turn');
+  t.end();
+});
+
+test('readBandwidth: reads a buffer and reports bytes/s; bad arguments throw', (t) => {
+  for (const parallel of [false, true]) {
+    const r = nat.readBandwidth(2 ** 20, 0.005, parallel);
+    t.ok(Number.isFinite(r) && r > 1e8, `1 MiB, parallel ${parallel}: ${(r / 1e9).toFixed(1)} GB/s`);
+  }
+  for (const args of [[2 ** 20 - 1, 0.01, false], [2 ** 30 + 1, 0.01, false], [NaN, 0.01, false], ['1048576', 0.01, false],
+    [2 ** 20, 0, false], [2 ** 20, 11, false], [2 ** 20, 0.01, 'yes'], [2 ** 20, 0.01]]) {
+    t.throws(() => nat.readBandwidth(...args), /readBandwidth/, `readBandwidth(${args.map(String).join(', ')}) throws`);
+  }
   t.end();
 });
 

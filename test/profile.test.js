@@ -149,6 +149,37 @@ test('every op declares a cost; FLOPs and bytes match hand counts', (t) => {
   t.end();
 });
 
+test('machinePeak / memoryBandwidth: the roofs, measured; bad options are TesseraErrors', (t) => {
+  const peak = T.machinePeak({ seconds: 0.01 });
+  const mem = T.memoryBandwidth({ bytes: 2 ** 21, seconds: 0.01 });
+  if (cpu.available && cpu.detail.simd === 'avx2+fma') {
+    for (const k of ['fp32', 'int8']) t.ok(peak[k].all > 0 && peak[k].perThread > 0 && typeof peak[k].loop === 'string', `${k}: ${peak[k].all.toFixed(1)} all, ${peak[k].perThread.toFixed(1)} one thread`);
+  } else {
+    t.equal(peak, null, 'no calibration loop without the AVX2 addon');
+  }
+  if (cpu.available) {
+    t.ok(mem.all > 0 && mem.perThread > 0 && Number.isFinite(mem.all), `read bandwidth ${mem.all.toFixed(1)} GB/s all, ${mem.perThread.toFixed(1)} one thread`);
+    t.equal(mem.bytes, 2 ** 21, 'bytes echoed');
+    t.equal(mem.threads, cpu.detail.threads, 'threads: the pool the all figure ran on');
+  } else {
+    t.equal(mem, null, 'null without the native addon');
+  }
+  const bad = [
+    () => T.memoryBandwidth(null), () => T.memoryBandwidth({ bytes: 1000 }), () => T.memoryBandwidth({ bytes: 2 ** 31 }),
+    () => T.memoryBandwidth({ bytes: 1.5 * 2 ** 20 + 0.5 }), () => T.memoryBandwidth({ seconds: 0 }), () => T.memoryBandwidth({ seconds: '1' }),
+    () => T.machinePeak(null), () => T.machinePeak({ seconds: 20 }),
+  ];
+  for (const f of bad) {
+    try {
+      f();
+      t.fail(`${f} did not throw`);
+    } catch (e) {
+      t.ok(e instanceof T.TesseraError && /memoryBandwidth|machinePeak/.test(e.message), `${f}: ${e.message}`);
+    }
+  }
+  t.end();
+});
+
 test('records: backend, variant, shapes, dtypes, host times, rates', async (t) => {
   const a = T.randn([32, 48], { seed: 1 });
   const b = T.randn([48, 16], { seed: 2 });

@@ -21,6 +21,9 @@ export interface CpuBinding {
    *  operations per second over ~seconds, on every pool thread when parallel; 0 without an AVX2+FMA path.
    *  Optional: an older prebuilt addon lacks it. */
   peakRate?(kind: number, seconds: number, parallel: boolean): number;
+  /** Sequential read bandwidth (bytes/s) over a fresh buffer of `bytes` (native/peak.cc), on every pool thread
+   *  when parallel. Optional: an older prebuilt addon lacks it. */
+  readBandwidth?(bytes: number, seconds: number, parallel: boolean): number;
   matmulF32(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
     strideA: number, strideB: number, transA: boolean, transB: boolean): void;
   matmulF32Async(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number,
