@@ -1,5 +1,7 @@
 // The CPU benchmark's cases, family by family. A case is
-//   { family, id, kernel, shape, unit, flops, effFlops?, op, targets, setup(ctx) }
+//   { family, id, kernel, shape, unit, flops, effFlops?, bytes?, op, targets, setup(ctx) }
+// bytes: what a memory-bound case must read at least per call (weights, KV cache); such rows get GB/s and
+// a fraction of the DRAM read roof (T.memoryBandwidth) next to their rate.
 // and setup resolves to { runners, cleanup(), notes?, nnz? }: runners[0] is tessera (its reference() is the
 // output of its last timed call, for the peer check), the rest are peers { key, name, call | timed(n),
 // output?(), release?(), tol }. ctx = { T, threads, numpy, peers, quick }.
@@ -26,6 +28,8 @@ const TARGETS = {
 const TOL = { fp32: 1e-4, int8: 5e-2, int4: 1e-3, int4act8: 5e-2, fp8: 1.5e-1 };
 
 const tensor = (T, data, shape) => T.tensor(data, { shape });
+/** bytes of a K x N int4 weight with float32 scales per group of g rows (what the GEMV reads) */
+const int4Bytes = (K, N, g) => (K * N) / 2 + 4 * ((K / g) * N + K + N);
 const out = (t) => {
   const d = t.toFloat32();
   t.dispose();
@@ -86,6 +90,7 @@ function gemmCases(quick) {
     shape: `${M}x${K}x${N}`,
     unit: 'GFLOP/s',
     flops: 2 * M * K * N,
+    bytes: M === 1 ? 4 * (K * N + K + N) : undefined, // GEMV: the weights stream from DRAM once per call
     op: 'matmul',
     targets: !weights && (M === 1024 || M === 2048) ? TARGETS.gemm : [],
     async setup(ctx) {
@@ -119,6 +124,7 @@ function attentionCases(quick) {
     shape: `B${B} H${H} D${D} Sq${Sq} Sk${Skv}`,
     unit: 'GFLOP/s',
     flops: (4 * B * H * Sq * Skv * D) / (causal ? 2 : 1),
+    bytes: decode ? 4 * B * H * D * (2 * Skv + 2 * Sq) : undefined, // decode: the K/V cache, read once
     op: 'attention',
     targets: Sq === 2048 ? (causal ? TARGETS.attentionCausal : TARGETS.attentionFull) : [],
     async setup({ T, threads, peers }) {
@@ -147,6 +153,7 @@ function qgemmCases(quick) {
     shape: `${M}x${K}x${N}`,
     unit: 'GOP/s',
     flops: 2 * M * K * N,
+    bytes: M === 1 ? K * N + 4 * (N + K + N) : undefined, // int8 weights + per-channel scales
     op: 'qmatmul',
     targets: M === 2048 ? TARGETS.int8 : [],
     async setup({ T, threads, peers }) {
@@ -174,6 +181,7 @@ function qgemmCases(quick) {
     shape: `1x${K}x${N}`,
     unit: 'GFLOP/s',
     flops: 2 * K * N,
+    bytes: int4Bytes(K, N, 32), // 10 MB: stays in this machine's 32 MB L3 between calls (the cold case below does not)
     op: 'qmatmul',
     targets: TARGETS.int4,
     async setup({ T, threads, peers }) {
@@ -190,6 +198,46 @@ function qgemmCases(quick) {
       return { runners, cleanup: () => (tx.dispose(), tw.dispose(), qw.dispose()) };
     },
   });
+  // The decode GEMV as a model runs it: every call reads another layer's weights, so nothing stays in L3.
+  // Each call here runs the GEMV over COPIES weight matrices in turn (COPIES x 10 MB, well past the 32 MB
+  // L3), for tessera and for ORT (one graph of COPIES MatMulNBits nodes on the same input, one run per
+  // call): the DRAM-bound case. Copies share codes (quantized once) but not memory.
+  const COPIES = quick ? 4 : 12;
+  cases.push({
+    family: 'qgemm',
+    id: `int4-gemv-cold-${COPIES}x1x${K}x${N}-g32`,
+    kernel: 'GEMV int4 (weight-only, g32), weights cycled past L3',
+    shape: `${COPIES} x 1x${K}x${N}`,
+    unit: 'GFLOP/s',
+    flops: COPIES * 2 * K * N,
+    bytes: COPIES * int4Bytes(K, N, 32),
+    op: 'qmatmul',
+    targets: [],
+    async setup({ T, threads, peers }) {
+      const x = fillUniform(K, 1);
+      const tx = tensor(T, x, [1, K]);
+      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
+      const q0 = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
+      tw.dispose();
+      const raw = { dtype: q0.dtype, K, N, groupSize: q0.groupSize, perTensor: q0.perTensor };
+      const qs = [q0];
+      for (let i = 1; i < COPIES; i++) qs.push(new T.QuantizedTensor(raw, q0.values.clone(), q0.scales.clone(), null));
+      const all = () => {
+        let y = null;
+        for (const q of qs) {
+          if (y) y.dispose();
+          y = T.qmatmul(tx, q);
+        }
+        return y;
+      };
+      const runners = [tesseraRunner(T, `tessera qmatmul int4, ${COPIES} weight matrices in turn`, 'qmatmul', all)];
+      const nb = peers.int4ToNBits(q0.values.data(), q0.scales.toFloat32(), K, N, 32);
+      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads, copies: COPIES };
+      runners.push(await ortRunner('ort', `ORT MatMulNBits bits=4 bs=32 acc=0, ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4));
+      runners.push(await ortRunner('ort-a8', `ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.), ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
+      return { runners, cleanup: () => (tx.dispose(), qs.forEach((q) => q.dispose())) };
+    },
+  });
   // fp8 quantize and the JS fp8 kernel cost ~0.5 µs/element: --quick uses 1024^2 to stay short
   const F = quick ? 1024 : 4096;
   cases.push({
@@ -199,6 +247,7 @@ function qgemmCases(quick) {
     shape: `1x${F}x${F}`,
     unit: 'GFLOP/s',
     flops: 2 * F * F,
+    bytes: F * F + 4 * (F + F + F), // fp8 weights + per-channel scales
     op: 'qmatmul',
     targets: [], // the issue sets no fp8 goal; ORT's CPU EP has no fp8 kernel
     async setup({ T, threads, peers }) {

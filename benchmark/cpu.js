@@ -94,6 +94,8 @@ function summarize(c, setup, res) {
     const q = peerRows.find((p) => p.key === tg.peer);
     return { ...tg, met: q && q.ratio !== undefined ? q.ratio >= tg.ratio : null };
   });
+  if (c.bytes && ours.medianS) tessera.gbps = c.bytes / ours.medianS / 1e9;
+  for (const row of peerRows) if (c.bytes && row.medianS) row.gbps = c.bytes / row.medianS / 1e9;
   return {
     id: c.id,
     family: c.family,
@@ -101,6 +103,7 @@ function summarize(c, setup, res) {
     shape: c.shape,
     unit: c.unit,
     flops,
+    bytes: c.bytes,
     effFlops: c.effFlops,
     nnz: setup.nnz,
     tessera,
@@ -145,6 +148,11 @@ async function main() {
   for (const p of run.peers) console.log(`  peer: ${p}`);
 
   const cal = await calibrate(T, { numpy, timing });
+  // the memory roofs: DRAM read (256 MiB buffer) and a cache-resident read (8 MiB, inside the 32 MB L3)
+  const dram = T.memoryBandwidth ? T.memoryBandwidth({ seconds: 0.5 }) : null;
+  const cache = T.memoryBandwidth ? T.memoryBandwidth({ bytes: 8 * 2 ** 20, seconds: 0.2 }) : null;
+  run.memory = dram ? { dram, cache } : null;
+  if (dram) console.log(`  memory: DRAM read ${fmt(dram.all)} GB/s (${dram.threads} threads; one thread ${fmt(dram.perThread)}), 8 MiB cache-resident read ${fmt(cache.all)} GB/s`);
   let peak = finalizePeak(cal);
   console.log(`  peak: using ${peak.used} ${fmt(peak.gflops)} GFLOP/s; measured ${fmt(peak.measured.gflops)} (${peak.measured.source}); nominal ${fmt(peak.nominal.gflops)} (${peak.nominal.formula})${peak.why ? `; ${peak.why}` : ''}`);
   if (peak.int8) console.log(`  int8 peak: ${fmt(peak.int8.gflops)} GOP/s (${peak.int8.source}), ${(peak.int8.gflops / peak.gflops).toFixed(2)}x the fp32 peak`);
@@ -169,7 +177,9 @@ async function main() {
     const pids = numpy ? [numpy.proc.pid] : [];
     const before = snapshot(pids);
     const ceilBefore = loopPeak(T, 0.05);
+    const memBefore = c.bytes && run.memory ? T.memoryBandwidth({ seconds: 0.1 }) : null;
     const res = await measureInterleaved(setup.runners, timing);
+    const memAfter = c.bytes && run.memory ? T.memoryBandwidth({ seconds: 0.1 }) : null;
     const ceilAfter = loopPeak(T, 0.05);
     const load = othersLoad(before, snapshot(pids));
     const row = summarize(c, setup, res);
@@ -183,6 +193,11 @@ async function main() {
       row.ceiling.int8OverFp32 = row.ceiling.int8 / row.ceiling.fp32;
       for (const x of ceil) extraPeak.push(x.fp32), extraInt8.push(x.int8);
     }
+    // the DRAM read roof around a memory-bound case (the better sample, as for the ceilings)
+    if (memBefore && memAfter) {
+      row.dramRoof = Math.max(memBefore.all, memAfter.all, 0);
+      if (row.tessera.gbps) row.tessera.pctDram = (100 * row.tessera.gbps) / row.dramRoof;
+    }
     for (const r of setup.runners) if (r.release) await r.release();
     if (setup.cleanup) setup.cleanup();
     run.results.push(row);
@@ -194,7 +209,7 @@ async function main() {
     if (c.id === 'gemm-f32-2048x2048x2048' && best(npRow)) extraPeak.push({ gflops: best(npRow), source: 'numpy 2048^3, best round (OpenBLAS sgemm)', othersPct });
     const t = row.tessera;
     const peerText = row.peers.map((p) => `${p.key} ${p.skipped ? 'skipped' : `${fmt(p.effRate && !p.rate ? p.effRate : p.rate)} (${p.ratio ? p.ratio.toFixed(2) : '?'}x)`}${p.check === 'mismatch' ? ' MISMATCH' : ''}`).join(', ');
-    console.log(`[${n + 1}/${cases.length}] ${c.kernel} ${c.shape}: tessera ${t.skipped ? `skipped (${t.skipped})` : `${fmt(t.rate)} ${c.unit}`} [${t.backend}/${t.variant}]; ${peerText}${row.ceiling && c.unit === 'GOP/s' ? `; ceilings int8 ${fmt(row.ceiling.int8)} / fp32 ${fmt(row.ceiling.fp32)} = ${row.ceiling.int8OverFp32.toFixed(2)}x` : ''}  (${((Date.now() - tc) / 1000).toFixed(1)} s${row.load ? `, others' CPU ${row.load.othersPct.toFixed(0)}%` : ''})`);
+    console.log(`[${n + 1}/${cases.length}] ${c.kernel} ${c.shape}: tessera ${t.skipped ? `skipped (${t.skipped})` : `${fmt(t.rate)} ${c.unit}`}${t.gbps ? ` = ${fmt(t.gbps)} GB/s${t.pctDram ? ` (${t.pctDram.toFixed(0)}% of DRAM read ${fmt(row.dramRoof)})` : ''}` : ''} [${t.backend}/${t.variant}]; ${peerText}${row.ceiling && c.unit === 'GOP/s' ? `; ceilings int8 ${fmt(row.ceiling.int8)} / fp32 ${fmt(row.ceiling.fp32)} = ${row.ceiling.int8OverFp32.toFixed(2)}x` : ''}  (${((Date.now() - tc) / 1000).toFixed(1)} s${row.load ? `, others' CPU ${row.load.othersPct.toFixed(0)}%` : ''})`);
     run.partial = n + 1 < cases.length ? `${n + 1} of ${cases.length} cases` : undefined;
     peak = finalizePeak(cal, extraPeak, extraInt8);
     run.peak = peak;

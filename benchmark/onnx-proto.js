@@ -77,11 +77,11 @@ function attribute(name, value) {
 }
 
 /** node('MatMul', ['A', 'B'], ['Y'], { attr: value }, domain) -> encoded NodeProto fields */
-function node(opType, inputs, outputs, attrs = {}, domain = '') {
+function node(opType, inputs, outputs, attrs = {}, domain = '', name = `${opType}_0`) {
   const parts = [];
   for (const i of inputs) parts.push(F.string(1, i)); // '' marks an omitted optional input
   for (const o of outputs) parts.push(F.string(2, o));
-  parts.push(F.string(3, `${opType}_0`), F.string(4, opType));
+  parts.push(F.string(3, name), F.string(4, opType));
   for (const [k, v] of Object.entries(attrs)) parts.push(F.message(5, attribute(k, v)));
   if (domain) parts.push(F.string(7, domain));
   return parts;

@@ -105,16 +105,20 @@ function quantizeInt7(w, K, N) {
  * com.microsoft MatMulNBits: B uint8 [N, K/block, block*bits/8] (K-contiguous codes, low nibble first),
  * scales [N, K/block], default zero point 2^(bits-1). accuracy_level 0 = fp32 math, 4 = int8 activations.
  */
-function ortMatMulNBits({ M, K, N, a, packed, scales, bits, blockSize, accuracyLevel, threads }) {
+function ortMatMulNBits({ M, K, N, a, packed, scales, bits, blockSize, accuracyLevel, threads, copies = 1 }) {
   const kb = K / blockSize;
   const attrs = { K, N, bits, block_size: blockSize, accuracy_level: accuracyLevel };
+  // copies > 1: that many nodes on the same input, each with its own copy of the weights (Y_i all graph
+  // outputs, so none is pruned); output() is the last one's
+  const name = (s, i) => (copies === 1 ? s : `${s}_${i}`);
+  const ids = [...Array(copies).keys()];
   const bytes = P.model({
-    nodes: [P.node('MatMulNBits', ['A', 'B', 'scales'], ['Y'], attrs, 'com.microsoft')],
+    nodes: ids.map((i) => P.node('MatMulNBits', ['A', name('B', i), name('scales', i)], [name('Y', i)], attrs, 'com.microsoft', `MatMulNBits_${i}`)),
     inputs: [P.valueInfo('A', P.DT.FLOAT, [M, K])],
-    outputs: [P.valueInfo('Y', P.DT.FLOAT, [M, N])],
-    initializers: [P.tensor('B', P.DT.UINT8, [N, kb, (blockSize * bits) / 8], packed), P.tensor('scales', P.DT.FLOAT, [N, kb], scales)],
+    outputs: ids.map((i) => P.valueInfo(name('Y', i), P.DT.FLOAT, [M, N])),
+    initializers: ids.flatMap((i) => [P.tensor(name('B', i), P.DT.UINT8, [N, kb, (blockSize * bits) / 8], packed), P.tensor(name('scales', i), P.DT.FLOAT, [N, kb], scales)]),
   });
-  return session(bytes, { A: f32(a, [M, K]) }, threads, 'Y');
+  return session(bytes, { A: f32(a, [M, K]) }, threads, name('Y', copies - 1));
 }
 
 /** tessera int4 (values packed row-major over [K,N], scales [K/g, N]) -> MatMulNBits layout, same codes. */

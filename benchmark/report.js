@@ -31,14 +31,26 @@ function notes(run) {
   const busy = run.results.filter((r) => r.load && r.load.othersPct > 10);
   if (busy.length) n.push(`Other processes took over 10% of the machine during ${busy.length} of ${run.results.length} cases (column "others' CPU"): those absolute rates are low; the interleaved ratios are the figures to trust.`);
   n.push(run.peak && run.peak.int8
-    ? '% of peak: fp32 (and bf16/f16, int4, fp8, sparse: all f32 FMA math) rows against the fp32 FMA calibration loop, int8 W8A8 rows (GOP/s) against the exact-int8 loop (vpmaddwd + vpaddd). GEMV/decode rows are memory-bound: % of compute peak is low by nature.'
-    : '% of peak for int8 rows is against the fp32 peak (no int8 calibration loop on this machine). GEMV/decode rows are memory-bound: % of compute peak is low by nature.');
+    ? '% of peak: fp32 (and bf16/f16, int4, fp8, sparse: all f32 FMA math) rows against the fp32 FMA calibration loop, int8 W8A8 rows (GOP/s) against the exact-int8 loop (vpmaddwd + vpaddd). GEMV/decode rows are held against memory instead: their GB/s column gives the bytes read per second and its fraction of the DRAM read roof (% of compute peak is low by nature).'
+    : '% of peak for int8 rows is against the fp32 peak (no int8 calibration loop on this machine). GEMV/decode rows are held against memory instead: their GB/s column gives the bytes read per second and its fraction of the DRAM read roof (% of compute peak is low by nature).');
   // The int8-vs-our-fp32 goal next to the machine's own int8/fp32 ceiling ratio, measured around the case.
   for (const r of run.results) {
     const f = r.peers.find((q) => q.key === 'ours-f32' && q.medianS);
     if (!r.ceiling || !f || r.unit !== 'GOP/s' || !r.tessera.rate) continue;
     const fRate = r.flops / f.medianS / 1e9;
     n.push(`${r.kernel} ${r.shape} vs our fp32 GEMM: ${f.ratio.toFixed(2)}x. The calibration loops around this case ran int8 at ${fmt(r.ceiling.int8)} GOP/s and fp32 at ${fmt(r.ceiling.fp32)} GFLOP/s, a ceiling ratio of ${r.ceiling.int8OverFp32.toFixed(2)}x: what int8 reaches over fp32 at equal efficiency. Efficiency here: int8 ${(100 * r.tessera.rate / r.ceiling.int8).toFixed(0)}% of its ceiling, fp32 ${(100 * fRate / r.ceiling.fp32).toFixed(0)}% of its.`);
+  }
+  // The int4 decode GEMV with its weights in L3 and cycled past it: memory-bound or not, measured
+  const hot = run.results.find((r) => r.id && r.id.startsWith('int4-gemv-1x') && r.tessera.gbps);
+  const cold = run.results.find((r) => r.id && r.id.startsWith('int4-gemv-cold') && r.tessera.gbps);
+  if (cold && cold.tessera.pctDram) {
+    const c = cold.tessera;
+    const bound = c.pctDram >= 80
+      ? 'memory-bound: the DRAM stream sets its speed'
+      : hot && hot.tessera.gbps < 1.25 * c.gbps
+        ? `not memory-bound: with the weights in L3 it reads only ${fmt(hot.tessera.gbps)} GB/s, so decoding the weights, not DRAM, sets its speed`
+        : 'below the DRAM roof, and faster with the weights in L3';
+    n.push(`${cold.kernel}: ${fmt(c.gbps)} GB/s = ${c.pctDram.toFixed(0)}% of the DRAM read roof measured around it (${fmt(cold.dramRoof)} GB/s); ${bound}.`);
   }
   // ORT's MHA with unidirectional=1 slower than without it at the same length: masked blocks not skipped
   for (const r of run.results.filter((x) => x.id && x.id.startsWith('attn-causal-'))) {
@@ -82,15 +94,18 @@ function markdown(run) {
   } else {
     L.push(`- peak used for "% of peak": **nominal ${fmt(p.gflops)} GFLOP/s** = ${p.nominal.formula}${p.why ? `; not measured because ${p.why}` : ''}`);
   }
+  const mem = run.memory;
+  if (mem) L.push(`- memory roof for the GB/s column: **DRAM read ${fmt(mem.dram.all)} GB/s** (T.memoryBandwidth: ${mem.dram.loop}, ${mem.dram.threads} threads; one thread ${fmt(mem.dram.perThread)}) at the start, re-measured around each memory-bound case (the column's %); an 8 MiB (L3-resident) read ran ${fmt(mem.cache.all)} GB/s. GB/s = the bytes a case must read per call (weights and scales, or the KV cache) / time`);
   L.push(`- timing: tessera and its peers interleaved round by round (this VM's speed drifts), warm-up first, median of per-round means; each round a burst of back-to-back calls of ≥ ${run.timing.burstS || 0} s per runner, ${run.timing.gapS || 0} s idle between runners (other libraries' spinning BLAS threads settle); ${run.timing.targetS} s per runner target, cap ${run.timing.capS} s per call`);
   L.push('- ratio = peer time / tessera time (> 1: tessera faster); SpMM rates: useful 2·nnz·N (eff = dense-equivalent 2·M·K·N); Δ = ‖peer − tessera‖/‖tessera‖ on the same inputs', '');
-  L.push('| kernel | shape | tessera (variant) | tessera GFLOP/s | peer | peer GFLOP/s | ratio | % of peak | target | pass/miss | Δ vs tessera | others\' CPU |');
-  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  L.push('| kernel | shape | tessera (variant) | tessera GFLOP/s | peer | peer GFLOP/s | ratio | % of peak | tessera GB/s (% of DRAM read) | target | pass/miss | Δ vs tessera | others\' CPU |');
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of run.results) {
     const t = r.tessera;
     const ours = `${t.backend ? `${t.backend}/${t.variant}` : '?'}`;
     const pct = t.pctPeak ? `${t.pctPeak.toFixed(1)}%` : '';
     const load = r.load ? `${r.load.othersPct.toFixed(0)}%` : '';
+    const gbps = t.gbps ? `${fmt(t.gbps)}${t.pctDram ? ` (${t.pctDram.toFixed(0)}%)` : ''}` : '';
     const peers = r.peers.length ? r.peers : [{ name: '(no peer)', skipped: '' }];
     for (const q of peers) {
       const tg = (r.targets || []).find((x) => x.peer === q.key);
@@ -99,7 +114,7 @@ function markdown(run) {
       const ratio = q.ratio ? `${q.ratio.toFixed(2)}×` : '';
       const delta = q.relErr === undefined ? '' : `${q.relErr.toExponential(0)}${q.check === 'mismatch' ? ' **MISMATCH**' : ''}`;
       const peerRate = q.name === '(no peer)' ? '' : rateText(r, q, r.unit);
-      L.push(`| ${cell(r.kernel)} | ${cell(r.shape)} | ${cell(ours)} | ${cell(rateText(r, t, r.unit))} | ${cell(q.name)} | ${cell(peerRate)} | ${ratio} | ${pct} | ${target} | ${verdict} | ${delta} | ${load} |`);
+      L.push(`| ${cell(r.kernel)} | ${cell(r.shape)} | ${cell(ours)} | ${cell(rateText(r, t, r.unit))} | ${cell(q.name)} | ${cell(peerRate)} | ${ratio} | ${pct} | ${gbps} | ${target} | ${verdict} | ${delta} | ${load} |`);
     }
   }
   const goals = run.results.flatMap((r) => (r.targets || []).map((tg) => ({ r, tg }))).filter(({ tg }) => tg.met === true || tg.met === false);
