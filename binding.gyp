@@ -24,7 +24,8 @@
         "native/qgemm.cc",
         "native/qgemm_avx2.cc",
         "native/qgemm_int8.cc",
-        "native/qgemm_int8_avx2.cc"
+        "native/qgemm_int8_avx2.cc",
+        "native/qgemm_w4a8_avx2.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -25,6 +25,7 @@ export * from './ops/reduce';
 export * from './ops/nn';
 export * from './ops/linalg';
 export { quantize, dequantize, qmatmul, qmatmulAsync, QuantizedTensor, isQuantized } from './ops/quant';
+export type { QmatmulOptions } from './ops/quant';
 export type { QuantizeOptions } from './ops/quant';
 export { sparse, spmm, spmmAsync, SparseTensor } from './ops/sparse';
 export type { SparseFormat } from './ops/sparse';

@@ -9,7 +9,8 @@
 //   spmmCsrF32(rowPtr, colIdx, values, b, out, M, K, N, nnz), spmmCsrF32Async(...same)
 //   spmm24F32(values, meta, b, out, M, K, N), spmm24F32Async(...same)
 //   qgemmPrepack(qdtype, K, N, groupSize, perTensor, values, scales, zeros) -> packed
-//   qgemm(packed, x, out, M, xDtype), qgemmAsync(...same) -> Promise<void>
+//   qgemm(packed, x, out, M, xDtype, activations), qgemmAsync(...same) -> Promise<void>
+//     (activations 'float', or 'int8' for W4A8 with int4 / uint4 weights)
 //   allocF32(n) -> Float32Array over a recycled block (out_pool.h), or null below its minimum size;
 //   poolCachedBytes() -> idle bytes the pool holds
 //   peakRate(kind, seconds, parallel) -> calibration loop ops/s; readBandwidth(bytes, seconds, parallel)
@@ -610,10 +611,11 @@ struct qgemm_call {
   qgemm_act act = qgemm_act::f32;
   f32_arg out;
   int64_t m = 0;
+  bool act8 = false;
 };
 
 qgemm_call parse_qgemm(const Napi::CallbackInfo& info, const char* name) {
-  const arg_reader r(info, name, {"packed", "x", "out", "M", "xDtype"});
+  const arg_reader r(info, name, {"packed", "x", "out", "M", "xDtype", "activations"});
   qgemm_call c;
   const Napi::Value pv = info[0];
   if (pv.Type() != napi_external || !pv.As<Napi::External<qgemm_holder>>().CheckTypeTag(&k_qgemm_tag))
@@ -624,6 +626,12 @@ qgemm_call parse_qgemm(const Napi::CallbackInfo& info, const char* name) {
   if (act == "bfloat16") c.act = qgemm_act::bf16;
   else if (act == "float16") c.act = qgemm_act::f16;
   else if (act != "float32") r.throw_range(r.label(4) + " must be float32, bfloat16 or float16");
+  if (!info[5].IsString()) r.throw_type(r.label(5) + " must be a string");
+  const std::string acts = info[5].As<Napi::String>().Utf8Value();
+  if (acts != "float" && acts != "int8") r.throw_range(r.label(5) + " must be float or int8");
+  c.act8 = acts == "int8";
+  if (c.act8 && !qgemm_takes_act8(*c.packed))
+    r.throw_range(r.label(5) + " int8 needs int4 or uint4 weights (int8 weights always quantize activations, fp8 never)");
   c.out = r.float32_array(2);
   c.m = r.integer(3, 1, k_max_dim, "[1, 2^31-1]");
   const uint64_t need_x = size_mul(c.m, qgemm_k(*c.packed));
@@ -647,7 +655,7 @@ qgemm_call parse_qgemm(const Napi::CallbackInfo& info, const char* name) {
 
 Napi::Value qgemm_sync(const Napi::CallbackInfo& info) {
   const qgemm_call c = parse_qgemm(info, "qgemm");
-  run_sync(info.Env(), "qgemm", [&] { qgemm(c.out.data, c.x, c.act, c.m, *c.packed); });
+  run_sync(info.Env(), "qgemm", [&] { qgemm(c.out.data, c.x, c.act, c.m, *c.packed, c.act8); });
   return info.Env().Undefined();
 }
 
@@ -655,8 +663,8 @@ Napi::Value qgemm_async(const Napi::CallbackInfo& info) {
   const qgemm_call c = parse_qgemm(info, "qgemmAsync");
   auto* w = new kernel_worker(
       info.Env(), "tessera_cpu.qgemmAsync",
-      [out = c.out.data, x = c.x, act = c.act, m = c.m, packed = c.packed] {
-        qgemm(out, x, act, m, *packed);
+      [out = c.out.data, x = c.x, act = c.act, m = c.m, packed = c.packed, act8 = c.act8] {
+        qgemm(out, x, act, m, *packed, act8);
       },
       {c.x_object, c.out.object});
   Napi::Value p = w->promise();

@@ -267,6 +267,36 @@ void wo_tile_generic(const detail::wo_tile& t, qgemm_dtype dtype) {
     for (int c = 0; c < t.cols; ++c) t.out[r * t.ldo + c] = tile[r][c];
 }
 
+// The portable W4A8 tile: int64 sums, the same float32 epilogue as a8_tile_avx2.
+void a8_tile_generic(const detail::a8_tile& t, qgemm_dtype dtype) {
+  float o[4][32] = {};
+  int64_t acc[4][32];
+  const int ncol = t.nv * detail::k_block;
+  const int64_t block_bytes = t.b.kp * 4;
+  for (int64_t g = 0; g < t.b.groups; ++g) {
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) acc[r][c] = 0;
+    for (int64_t p = t.b.gp[g]; p < t.b.gp[g + 1]; ++p) {
+      const int64_t at = (p / 8) * 64 + (p % 8 % 2) * 32 + (p % 8) / 2;  // first copy of code p
+      for (int c = 0; c < ncol; ++c) {
+        const auto q = static_cast<int64_t>(code_at(t.b.w + (c / 8) * block_bytes, dtype, p, c % 8));
+        for (int r = 0; r < t.rows; ++r) acc[r][c] += t.xb[r * t.ldx + at] * q;
+      }
+    }
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < ncol; ++c) {
+        const int64_t si = (c / 8) * t.b.lds + g * 8 + c % 8;
+        int64_t a = acc[r][c];
+        if (t.zp) a -= static_cast<int64_t>(t.b.zeros[si]) * t.sumx[r * t.ld_g + g];
+        volatile float prod = static_cast<float>(a) * t.sx[r * t.ld_g + g];  // rounded apart: no FMA
+        volatile float term = prod * t.b.scales[si];
+        o[r][c] = o[r][c] + term;
+      }
+  }
+  for (int r = 0; r < t.rows; ++r)
+    for (int c = 0; c < t.cols; ++c) t.out[r * t.ldo + c] = o[r][c];
+}
+
 void dequant_panel_generic(float* panel, const detail::wo_panel& w, int64_t p0, int64_t kc) {
   const int64_t block_bytes = is_int4(w.dtype) ? w.b.kp * 4 : w.b.kp * 8;
   int64_t g = std::upper_bound(w.b.gp, w.b.gp + w.b.groups + 1, p0) - w.b.gp - 1;
@@ -459,6 +489,80 @@ void run_weight_only(float* out, const void* x, qgemm_act act, int64_t m, int64_
   }
 }
 
+thread_local scratch<int8_t> tls_a8;  // W4A8: the call's expanded activation codes (caller's)
+
+// W4A8 activations of row r: per weight group g, sx = fround(maxabs / 127) (0 -> 1) and codes
+// xq = clamp(rne(x / sx), -127, 127) in double (lib/backends/js/quant.ts, w4a8), written into the
+// a8_tile layout at dst (padded like the weights; pads stay 0) with their sum. False for a row
+// holding a non-finite value (its codes stay 0; the caller overwrites its output with NaN).
+bool quantize_a8_row(int8_t* dst, float* sx, int32_t* sumx, const void* x, qgemm_act act,
+                     int64_t r, const qgemm_packed& p) {
+  float* row = tls_row.get(static_cast<size_t>(p.k));
+  detail::load_act_row(row, x, act, r, p.k);
+  for (int64_t j = 0; j < p.k; ++j)
+    if (!std::isfinite(row[j])) return false;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const int64_t k0 = g * p.group_size;
+    const int64_t len = std::min(p.k, k0 + p.group_size) - k0;
+    float maxabs = 0.0f;
+    for (int64_t j = 0; j < len; ++j) maxabs = std::max(maxabs, std::fabs(row[k0 + j]));
+    float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
+    if (s == 0.0f) s = 1.0f;
+    int32_t sum = 0;
+    for (int64_t j = 0; j < len; ++j) {
+      const double q = std::clamp(std::nearbyint(static_cast<double>(row[k0 + j]) / s), -127.0, 127.0);
+      const auto code = static_cast<int8_t>(q);
+      sum += code;
+      const int64_t pp = p.gp[g] + j;  // padded position: unit pp / 8, slot pp % 8
+      int8_t* unit = dst + (pp / 8) * 64 + (pp % 8 % 2) * 32 + (pp % 8) / 2;
+      for (int lane = 0; lane < 8; ++lane) unit[lane * 4] = code;
+    }
+    sx[g] = s;
+    sumx[g] = sum;
+  }
+  return true;
+}
+
+// W4A8 for any M: activations quantized once (rows in parallel when many), then one parallel
+// phase over column ranges; a task walks its blocks in steps of 4 and, for each, every chunk of up
+// to 4 rows, so the blocks' weights (<= 64 KB) are reused from L1/L2 by all rows.
+void run_w4a8(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
+              bool avx2) {
+  const bool parallel = num_threads() > 1 && static_cast<double>(m) * p.k * p.n >= k_parallel_macs;
+  const int64_t ldx = p.kp * 8;
+  int8_t* xb = tls_a8.get(static_cast<size_t>(m * ldx));
+  std::memset(xb, 0, static_cast<size_t>(m * ldx));
+  std::vector<float> sx(static_cast<size_t>(m * p.groups));
+  std::vector<int32_t> sumx(static_cast<size_t>(m * p.groups));
+  std::vector<uint8_t> bad(static_cast<size_t>(m), 0);
+  run_tasks(parallel && m >= 8, m, [&](int64_t r) {
+    bad[r] = !quantize_a8_row(xb + r * ldx, sx.data() + r * p.groups, sumx.data() + r * p.groups,
+                              x, act, r, p);
+  });
+  const plan pl = make_plan(1, 1, p.nblocks, 4, parallel);
+  run_tasks(parallel, pl.tasks(), [&](int64_t t) {
+    const int64_t b_begin = t * pl.blocks_per_task;
+    const int64_t b_end = std::min(p.nblocks, b_begin + pl.blocks_per_task);
+    for (int64_t b0 = b_begin; b0 < b_end; b0 += 4) {
+      for (int64_t r0 = 0; r0 < m; r0 += k_q_small_m) {
+        const int rows = static_cast<int>(std::min<int64_t>(k_q_small_m, m - r0));
+        const int nv = wo_tile_nv(rows);
+        for (int64_t b = b0; b < std::min(b_end, b0 + 4); b += nv) {
+          const int nvb = static_cast<int>(std::min<int64_t>(nv, b_end - b));
+          const detail::a8_tile tile{view_at(p, b), xb + r0 * ldx, ldx, sx.data() + r0 * p.groups,
+                                     sumx.data() + r0 * p.groups, p.groups, out + r0 * p.n + b * 8,
+                                     p.n, rows, nvb,
+                                     static_cast<int>(std::min<int64_t>(nvb * 8, p.n - b * 8)),
+                                     p.dtype == qgemm_dtype::uint4};
+          if (!(avx2 && detail::a8_tile_avx2(tile))) a8_tile_generic(tile, p.dtype);
+        }
+      }
+    }
+  });
+  for (int64_t i = 0; i < m; ++i)
+    if (bad[i]) detail::fill_nan_row(out + i * p.n, p.n);
+}
+
 }  // namespace
 
 namespace detail {
@@ -497,9 +601,14 @@ void fill_nan_row(float* row, int64_t n) {
 
 }  // namespace detail
 
-void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p) {
+bool qgemm_takes_act8(const qgemm_packed& p) { return is_int4(p.dtype); }
+
+void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
+           bool act8) {
   static const bool avx2 = active_simd() == simd_level::avx2_fma;
-  if (p.dtype == qgemm_dtype::int8) {
+  if (act8 && is_int4(p.dtype)) {
+    run_w4a8(out, x, act, m, p, avx2);
+  } else if (p.dtype == qgemm_dtype::int8) {
     const detail::q8_weights w{p.w.get(), p.scales.data(), p.gp.data(), p.k,      p.n,
                                p.kp,      p.groups,        p.group_size, p.nblocks};
     detail::q8_gemm(out, x, act, m, w, avx2);

@@ -45,7 +45,13 @@ uint64_t qgemm_bytes(const qgemm_packed& p);  // memory held, for GC accounting
 
 // out[m][n] (row stride N) = qmatmul of x [M][K] (row stride K) with the packed weights. out is
 // overwritten, never read. x points at float32 or raw bf16/f16 bits as `act` says.
-void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p);
+// act8 (int4 / uint4 weights only, see qgemm_takes_act8): W4A8, activations quantized to int8 per
+// row and weight group (lib/backends/js/quant.ts, w4a8) and exact integer dot products.
+void qgemm(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_packed& p,
+           bool act8 = false);
+// Whether the weights are int4 / uint4 (the formats with a W4A8 form); int8 weights always take
+// int8 activations (W8A8), fp8 never.
+bool qgemm_takes_act8(const qgemm_packed& p);
 
 namespace detail {
 
@@ -101,6 +107,25 @@ struct wo_panel {
   int nblocks;          // 1 or 2
 };
 
+// W4A8: `rows` (1..4) rows x `nv` blocks of int4 / uint4 weights against int8 activations. Per
+// unit of 8 k a row's codes sit in 64 bytes, [x0 x2 x4 x6] repeated 8 times then [x1 x3 x5 x7]
+// repeated 8 times (the even and odd k of a lane's 8 nibbles, for vpmaddubsw). Per group g:
+// acc = sum_k xq * (code - zero) exactly (signed int4: zero 0), then in float32, each operation
+// rounded, g ascending: out = out + (float(acc) * sx[g]) * scale[g][c].
+struct a8_tile {
+  block_view b;
+  const int8_t* xb;     // rows [rows][ldx] in the layout above, padded like the weights (pads 0)
+  int64_t ldx;          // bytes per row: kp * 8
+  const float* sx;      // [rows][ld_g]: activation scale of each group
+  const int32_t* sumx;  // [rows][ld_g]: sum of the group's activation codes
+  int64_t ld_g;
+  float* out;
+  int64_t ldo;
+  int rows, nv, cols;
+  bool zp;              // uint4 (zero points in b.zeros), else signed int4
+};
+constexpr int64_t k_a8_max_units = 1 << 17;  // units per group the AVX2 tile takes (int32 sums)
+
 // Longest run of k-quads one int32 accumulator may take: 127*128*4*16384 < 2^31.
 constexpr int64_t k_q8_max_quads = 16384;
 constexpr int64_t k_q8w_rows = 6;                   // rows of an int16 activation panel
@@ -113,6 +138,7 @@ bool int4_tile_avx2(const wo_tile& t, bool has_zeros);
 // Signed int4 with t.x holding x * 2^-28 (exact: no nonzero |x| below 2^-98); same results.
 bool int4s_tile_avx2(const wo_tile& t);
 bool fp8_tile_avx2(const wo_tile& t);
+bool a8_tile_avx2(const a8_tile& t);
 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc);
 // Quantizes one row: xq[k] = clamp(rne(x[k] / sx), -127, 127) computed in double.
 bool quantize_row_avx2(int8_t* xq, const float* x, int64_t n, double sx);

@@ -5,6 +5,8 @@
 //         float64 epilogue; NaN rows where x has a non-finite value.
 //   int4 / uint4 / fp8: f32 accumulation, |out - ref| <= 2 (K + G + 8) 2^-24 sum_k |x w| + 1e-30 per
 //         element (w the reference's float32 weights); fp8 NaN codes give NaN columns.
+//   int4 / uint4 with int8 activations (W4A8): bit-identical to the reference (exact integer sums, the
+//         same float32 epilogue); NaN rows where x has a non-finite value.
 // Also: 1 vs 2 vs 3 threads bit-identical, async forms, the portable path (TESSERA_SIMD=generic, child
 // process), garbage arguments (throw, never crash), and the 'qmatmul' kernel of the cpu backend (cached
 // prepack, bf16 activations, async). Outputs are NaN-poisoned before every call.
@@ -34,7 +36,7 @@ const QDTYPES = ['int8', 'int4', 'uint4', 'float8_e4m3fn'];
  * One case: quantized weights (from quantizeRef on random data, plus optional edits of the codes) and
  * activations. act 'bfloat16' / 'float16' passes raw bits to the kernel and their exact values to the reference.
  */
-function makeCase({ qdtype, M, K, N, group, perTensor = false, act = 'float32', seed, edit, xEdit }) {
+function makeCase({ qdtype, M, K, N, group, perTensor = false, act = 'float32', seed, edit, xEdit, a8 = false }) {
   const r = rng(seed);
   const w = new Float64Array(K * N);
   for (let i = 0; i < w.length; i++) w[i] = r.normal() * (qdtype === 'uint4' ? 1 : 0.5) + (qdtype === 'uint4' ? 0.3 : 0);
@@ -49,7 +51,7 @@ function makeCase({ qdtype, M, K, N, group, perTensor = false, act = 'float32', 
     x = D.encode(act, xv);
     D.decode(act, x, xv.length, xv);
   }
-  return { qdtype, M, K, N, raw, x, xv, act, label: `${qdtype} M${M} K${K} N${N} ${perTensor ? 'per-tensor' : raw.groupSize >= K ? 'per-channel' : `g${raw.groupSize}`} ${act}` };
+  return { qdtype, M, K, N, raw, x, xv, act, a8, label: `${qdtype}${a8 ? ' W4A8' : ''} M${M} K${K} N${N} ${perTensor ? 'per-tensor' : raw.groupSize >= K ? 'per-channel' : `g${raw.groupSize}`} ${act}` };
 }
 
 function prepack(c) {
@@ -59,16 +61,16 @@ function prepack(c) {
 
 function run(c, packed) {
   const out = new Float32Array(c.M * c.N + 5).fill(NaN);
-  nat.qgemm(packed || prepack(c), c.x, out, c.M, c.act);
+  nat.qgemm(packed || prepack(c), c.x, out, c.M, c.act, c.a8 ? 'int8' : 'float');
   return out;
 }
 
 /** { ok, detail }: out (f32) against qmatmulRef with the dtype's rule. */
 function check(c, out) {
-  const ref = Q.qmatmulRef(c.xv, c.M, c.raw);
+  const ref = Q.qmatmulRef(c.xv, c.M, c.raw, c.a8);
   const { M, K, N } = c;
   for (let i = M * N; i < out.length; i++) if (!Number.isNaN(out[i])) return { ok: false, detail: `wrote past M*N at ${i}` };
-  if (c.qdtype === 'int8') {
+  if (c.qdtype === 'int8' || c.a8) {
     for (let i = 0; i < M * N; i++) {
       const want = Math.fround(ref[i]);
       if (!(Object.is(out[i], want) || (Number.isNaN(want) && Number.isNaN(out[i])) || (want === 0 && out[i] === 0))) {
@@ -127,6 +129,29 @@ function* sweepCases() {
     yield makeCase({ qdtype, M: 130, K: 600, N: 40, group: 64, act: 'bfloat16', seed: seed++ });
     yield makeCase({ qdtype, M: 4, K: 100, N: 33, group: 7, seed: seed++ }); // groups not a multiple of the unit
   }
+  // W4A8 (int4 / uint4 weights, int8 activations): awkward shapes, every grouping, both tile widths,
+  // long K, many rows, groups not a multiple of the unit, 16-bit activations, non-finite rows
+  for (const qdtype of ['int4', 'uint4']) {
+    let j = 0;
+    for (const K of Ks) {
+      for (const M of [1, 2, 3, 4, 5, 17]) {
+        const g = GROUPS[j % GROUPS.length];
+        const N = Ns[(j >> 1) % Ns.length];
+        const act = j % 4 === 3 ? 'bfloat16' : j % 7 === 6 ? 'float16' : 'float32';
+        j++;
+        yield makeCase({ qdtype, M, K, N, group: g === 'tensor' || g === null ? null : g, perTensor: g === 'tensor', act, seed: seed++, a8: true });
+      }
+    }
+    for (const g of GROUPS) yield makeCase({ qdtype, M: 2, K: 255, N: 63, group: g === 'tensor' || g === null ? null : g, perTensor: g === 'tensor', seed: seed++, a8: true });
+    yield makeCase({ qdtype, M: 1, K: 4096, N: 70, group: 32, seed: seed++, a8: true });
+    yield makeCase({ qdtype, M: 1, K: 3000, N: 40, group: null, seed: seed++, a8: true }); // one group of 3000
+    yield makeCase({ qdtype, M: 130, K: 200, N: 40, group: 64, act: 'bfloat16', seed: seed++, a8: true });
+    yield makeCase({ qdtype, M: 4, K: 100, N: 33, group: 7, seed: seed++, a8: true });
+    yield Object.assign(makeCase({
+      qdtype, M: 5, K: 70, N: 20, group: 32, seed: seed++, a8: true,
+      xEdit: (x) => { x.fill(0, 0, 70); x[70 + 5] = NaN; x[140 + 69] = -Infinity; x.fill(-3.25, 210, 280); },
+    }), { label: `${qdtype} W4A8 zero / NaN / -Infinity / constant rows` });
+  }
   // M over 256 (two row chunks)
   yield makeCase({ qdtype: 'int8', M: 300, K: 40, N: 9, group: 16, seed: seed++ });
   yield makeCase({ qdtype: 'int4', M: 300, K: 40, N: 9, group: 32, seed: seed++ });
@@ -156,6 +181,8 @@ function determinismCases() {
     makeCase({ qdtype: 'float8_e4m3fn', M: 8, K: 512, N: 520, group: null, seed: 505 }),
     makeCase({ qdtype: 'float8_e4m3fn', M: 2, K: 1024, N: 1030, group: 256, act: 'bfloat16', seed: 506 }),
     makeCase({ qdtype: 'int4', M: 40, K: 640, N: 200, group: 128, seed: 507 }),
+    makeCase({ qdtype: 'int4', M: 1, K: 4096, N: 520, group: 32, seed: 508, a8: true }),
+    makeCase({ qdtype: 'uint4', M: 6, K: 1024, N: 300, group: 128, seed: 509, a8: true }),
   ];
 }
 
@@ -198,7 +225,7 @@ if (!nat) {
   return;
 }
 
-test('qgemm vs qmatmulRef (int8 bit-exact, weight-only within f32 bounds); 1 vs 2 vs 3 threads bit-identical', (t) => {
+test('qgemm vs qmatmulRef (int8 and W4A8 bit-exact, weight-only within f32 bounds); 1 vs 2 vs 3 threads bit-identical', (t) => {
   t.comment(`simd ${nat.info().simd}, ${nat.getNumThreads()} threads`);
   for (const r of numericChecks()) t.ok(r.ok, `${r.label} (${r.detail})`);
   t.end();
@@ -208,7 +235,7 @@ test('qgemmAsync matches the sync form (several in flight, packed weights shared
   const cases = [...determinismCases(), ...[...sweepCases()].filter((_, i) => i % 7 === 0)];
   const outs = cases.map((c) => new Float32Array(c.M * c.N + 5).fill(NaN));
   const packs = cases.map(prepack);
-  const promises = cases.map((c, i) => nat.qgemmAsync(packs[i], c.x, outs[i], c.M, c.act));
+  const promises = cases.map((c, i) => nat.qgemmAsync(packs[i], c.x, outs[i], c.M, c.act, c.a8 ? 'int8' : 'float'));
   t.ok(promises.every((p) => p instanceof Promise), 'every async call returns a Promise');
   const settled = await Promise.allSettled(promises);
   cases.forEach((c, i) => {
@@ -225,7 +252,7 @@ test('qgemm garbage arguments throw, never crash', (t) => {
   const goodPre = () => ['uint4', 10, 6, 4, false, q.values.slice(), q.scales.slice(), q.zeros.slice()];
   const good8 = makeCase({ qdtype: 'int8', M: 2, K: 10, N: 6, group: null, seed: 10 }).raw;
   const packed = nat.qgemmPrepack(...goodPre());
-  const goodRun = () => [packed, new Float32Array(20), new Float32Array(12), 2, 'float32'];
+  const goodRun = () => [packed, new Float32Array(20), new Float32Array(12), 2, 'float32', 'float'];
   const detached = (a) => { structuredClone(a.buffer, { transfer: [a.buffer] }); return a; };
   let threw = 0;
   const mustThrow = (fn, args, what, type) => {
@@ -290,12 +317,17 @@ test('qgemm garbage arguments throw, never crash', (t) => {
     { const a = goodRun(); a[3] = 3; mustThrow(fn, a, `${name}: M too large for x`, RangeError); }
     for (const bad of [undefined, null, 1, 'float64', 'int8', 'Float32']) { const a = goodRun(); a[4] = bad; mustThrow(fn, a, `${name}: xDtype ${kind(bad)}`); }
     { const a = goodRun(); a[4] = 'bfloat16'; mustThrow(fn, a, `${name}: bfloat16 with a Float32Array`, TypeError); }
+    for (const bad of [undefined, null, 1, true, 'INT8', 'int4', 'float32', '']) { const a = goodRun(); a[5] = bad; mustThrow(fn, a, `${name}: activations ${kind(bad)}`); }
+    for (const w of [good8, makeCase({ qdtype: 'float8_e4m3fn', M: 2, K: 10, N: 6, group: null, seed: 11 }).raw]) {
+      const pk = nat.qgemmPrepack(w.dtype, 10, 6, w.groupSize, w.perTensor, w.values, w.scales, null);
+      mustThrow(fn, [pk, new Float32Array(20), new Float32Array(12), 2, 'float32', 'int8'], `${name}: activations int8 with ${w.dtype} weights`, RangeError);
+    }
     const buf = new Float32Array(40);
-    mustThrow(fn, [packed, buf.subarray(0, 20), buf.subarray(15, 27), 2, 'float32'], `${name}: out overlaps x`, RangeError);
+    mustThrow(fn, [packed, buf.subarray(0, 20), buf.subarray(15, 27), 2, 'float32', 'float'], `${name}: out overlaps x`, RangeError);
     const u16 = new Uint16Array(new ArrayBuffer(160));
-    mustThrow(fn, [packed, u16.subarray(0, 20), new Float32Array(u16.buffer, 36, 12), 2, 'bfloat16'], `${name}: out overlaps bf16 x`, RangeError);
+    mustThrow(fn, [packed, u16.subarray(0, 20), new Float32Array(u16.buffer, 36, 12), 2, 'bfloat16', 'int8'], `${name}: out overlaps bf16 x`, RangeError);
   }
-  t.doesNotThrow(() => nat.qgemm(packed, new Float32Array(new SharedArrayBuffer(80)), new Float32Array(12), 2, 'float32'), 'SharedArrayBuffer x is accepted');
+  t.doesNotThrow(() => nat.qgemm(packed, new Float32Array(new SharedArrayBuffer(80)), new Float32Array(12), 2, 'float32', 'float'), 'SharedArrayBuffer x is accepted');
   t.ok(threw > 150, `${threw} bad calls threw`);
   const out = run(c);
   t.ok(check(c, out).ok, 'still correct after the garbage');
@@ -370,5 +402,66 @@ test('cpu backend: qmatmul runs natively (prepack cached per weight), f32 / bf16
   const forged = new qbad.constructor({ dtype: 'int8', K: 8, N: 4, groupSize: 8, perTensor: false }, qbad.values, badScales, null);
   t.throws(() => T.qmatmul(randT([1, 8]), forged), /scale 1 is not finite/, 'non-finite scale rejected');
   nat.qgemmPrepack = realPrepack;
+  t.end();
+});
+
+test('qmatmul options.activations: W4A8 on cpu = js bit for bit (sync, async, bf16 x); bad values are TesseraErrors', async (t) => {
+  const T = require('..');
+  const r = rng(91);
+  const randT = (shape, dtype = 'float32') => T.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal()), { shape, dtype });
+  for (const opts of [{ dtype: 'int4', groupSize: 32 }, { dtype: 'int4', symmetric: false, groupSize: 64 }, { dtype: 'int4', axis: null }]) {
+    const qw = T.quantize(randT([200, 72]), opts);
+    for (const [xshape, xd] of [[[200], 'float32'], [[3, 2, 200], 'float32'], [[6, 200], 'bfloat16']]) {
+      const x = randT(xshape, xd);
+      T.setBackend('js');
+      const ref = T.qmatmul(x, qw, { activations: 'int8' });
+      t.equal(T.lastRun('qmatmul').variant, `qgemm_${qw.dtype}_a8_js`, 'js variant');
+      const refF = T.qmatmul(x, qw);
+      T.setBackend(null);
+      const out = T.qmatmul(x, qw, { activations: 'int8' });
+      const ran = T.lastRun('qmatmul');
+      t.equal(ran.backend, 'cpu', `${qw.dtype} x ${xd}[${xshape}]: ran on cpu (${ran.variant})`);
+      t.ok(ran.variant.startsWith(`qgemm_${qw.dtype}_a8_`), 'W4A8 variant');
+      t.ok(sameBits(out.toFloat32(), ref.toFloat32()), 'bit-identical to the js backend');
+      const outA = await T.qmatmulAsync(x, qw, { activations: 'int8' });
+      t.ok(sameBits(outA.toFloat32(), out.toFloat32()), 'async bits = sync bits');
+      // 8-bit activations: close to, not equal to, the float-activation product
+      const a = out.toFloat64();
+      const b = refF.toFloat64();
+      let e2 = 0;
+      let r2 = 0;
+      for (let i = 0; i < a.length; i++) { e2 += (a[i] - b[i]) ** 2; r2 += b[i] ** 2; }
+      const rel = Math.sqrt(e2 / r2);
+      t.ok(rel > 0 && rel < 2e-2, `within 8-bit activation rounding of the float-activation result (rel ${rel.toExponential(2)})`);
+      t.ok(sameBits(T.qmatmul(x, qw, { activations: 'float' }).toFloat32(), T.qmatmul(x, qw).toFloat32()), "'float' is the default for int4");
+    }
+  }
+  const x = randT([2, 16]);
+  const q8 = T.quantize(randT([16, 8]), { dtype: 'int8' });
+  const qf8 = T.quantize(randT([16, 8]), { dtype: 'float8_e4m3fn' });
+  const q4 = T.quantize(randT([16, 8]), { dtype: 'int4', groupSize: 8 });
+  t.ok(sameBits(T.qmatmul(x, q8, { activations: 'int8' }).toFloat32(), T.qmatmul(x, q8).toFloat32()), "int8 weights: 'int8' is their default");
+  const bad = [
+    [() => T.qmatmul(x, q8, { activations: 'float' }), /int8 weights/],
+    [() => T.qmatmul(x, qf8, { activations: 'int8' }), /int4 or uint4/],
+    [() => T.qmatmul(x, q4, { activations: 'int4' }), /'float' or 'int8'/],
+    [() => T.qmatmul(x, q4, { activations: null }), /'float' or 'int8'/],
+    [() => T.qmatmul(x, q4, 'int8'), /options object/],
+  ];
+  for (const [f, re] of bad) {
+    try {
+      f();
+      t.fail(`${f} did not throw`);
+    } catch (e) {
+      t.ok(e instanceof T.TesseraError && e.op === 'qmatmul' && re.test(e.message), `${f}: ${e.message}`);
+    }
+  }
+  let asyncErr = null;
+  try {
+    await T.qmatmulAsync(x, qf8, { activations: 'int8' });
+  } catch (e) {
+    asyncErr = e;
+  }
+  t.ok(asyncErr instanceof T.TesseraError && /int4 or uint4/.test(asyncErr.message), 'the async form validates too');
   t.end();
 });

@@ -115,7 +115,7 @@ export function quantize(w: Tensor, options: QuantizeOptions): QuantizedTensor {
   }
   let groupSize: number | null = null;
   if (o.groupSize !== undefined && o.groupSize !== null) groupSize = checkInt(o.groupSize, op, 'options.groupSize', 1, 2 ** 31 - 1);
-  else if (qdtype === 'int4' || qdtype === 'uint4') groupSize = 32;
+  else if ((qdtype === 'int4' || qdtype === 'uint4') && !perTensor) groupSize = 32;
   if (perTensor && o.groupSize !== undefined && o.groupSize !== null) {
     throw new TesseraError('E_ARG', op, 'options.groupSize cannot be combined with axis: null (per tensor)');
   }
@@ -138,10 +138,35 @@ export function dequantize(q: QuantizedTensor, dtype: DType = 'float32'): Tensor
   return dispatch(op, qt._tensors(op), { ...qt._attrs(), outDtype: dtype }) as Tensor;
 }
 
-function qmatmulArgs(x: unknown, q: unknown): [Tensor[], Record<string, unknown>] {
+export interface QmatmulOptions {
+  /**
+   * How x enters the product. 'float' (the default for int4 / uint4 / fp8 weights): x as given, weights
+   * dequantized. 'int8': W4A8, int4 / uint4 weights only: x quantized to int8 per row and weight group
+   * (symmetric, scale maxabs/127) and integer dot products, as ONNX Runtime's MatMulNBits with
+   * accuracy_level 4 and llama.cpp do; faster on CPUs (the decode GEMV becomes memory-bound) at the cost of
+   * rounding x to 8 bits. int8 weights always take int8 activations (W8A8): 'int8' is their default and
+   * 'float' an error.
+   */
+  activations?: 'float' | 'int8';
+}
+
+function qmatmulArgs(x: unknown, q: unknown, options: unknown): [Tensor[], Record<string, unknown>] {
   const op = 'qmatmul';
   const t = assertTensor(x, op, 'x');
   const qt = assertQuantized(q, op, 'qw');
+  const o = checkOptions(options, op);
+  const w8 = qt.dtype === 'int8';
+  const acts = o.activations === undefined ? (w8 ? 'int8' : 'float') : o.activations;
+  if (acts !== 'float' && acts !== 'int8') {
+    throw new TesseraError('E_ARG', op, `options.activations must be 'float' or 'int8', got ${describe(o.activations)}`);
+  }
+  if (w8 && acts === 'float') {
+    throw new TesseraError('E_ARG', op, "options.activations 'float' is not available for int8 weights: they always quantize activations to int8 (W8A8)");
+  }
+  if (!w8 && acts === 'int8' && qt.dtype !== 'int4' && qt.dtype !== 'uint4') {
+    throw new TesseraError('E_ARG', op, `options.activations 'int8' (W4A8) needs int4 or uint4 weights, got ${qt.dtype}`);
+  }
+  const act8 = !w8 && acts === 'int8';
   const [K, N] = qt.shape;
   if (t.ndim < 1 || t.shape[t.ndim - 1] !== K) {
     throw new TesseraError('E_SHAPE', op, `x ${fmtShape(t.shape)} must end in K = ${K} to multiply the quantized weight [${K}, ${N}]`);
@@ -149,15 +174,15 @@ function qmatmulArgs(x: unknown, q: unknown): [Tensor[], Record<string, unknown>
   const d = computeDType(t.dtype);
   if (!isFloatDType(d)) throw new TesseraError('E_DTYPE', op, `x must be a float tensor, got ${t.dtype}`);
   checkShape([...t.shape.slice(0, -1), N], op, `output shape of x ${fmtShape(t.shape)} and the quantized weight [${K}, ${N}]`);
-  return [[t, ...qt._tensors(op)], { ...qt._attrs(), M: t.size / K, outShape: [...t.shape.slice(0, -1), N], outDtype: d }];
+  return [[t, ...qt._tensors(op)], { ...qt._attrs(), M: t.size / K, outShape: [...t.shape.slice(0, -1), N], outDtype: d, act8 }];
 }
 
-/** x [..., K] @ dequant(qw) -> [..., N], in x's float dtype. */
-export function qmatmul(x: Tensor, qw: QuantizedTensor): Tensor {
-  const [inputs, attrs] = qmatmulArgs(x, qw);
+/** x [..., K] @ dequant(qw) -> [..., N], in x's float dtype; options.activations: see QmatmulOptions. */
+export function qmatmul(x: Tensor, qw: QuantizedTensor, options?: QmatmulOptions): Tensor {
+  const [inputs, attrs] = qmatmulArgs(x, qw, options);
   return dispatch('qmatmul', inputs, attrs) as Tensor;
 }
-export async function qmatmulAsync(x: Tensor, qw: QuantizedTensor): Promise<Tensor> {
-  const [inputs, attrs] = qmatmulArgs(x, qw);
+export async function qmatmulAsync(x: Tensor, qw: QuantizedTensor, options?: QmatmulOptions): Promise<Tensor> {
+  const [inputs, attrs] = qmatmulArgs(x, qw, options);
   return (await dispatchAsync('qmatmul', inputs, attrs)) as Tensor;
 }

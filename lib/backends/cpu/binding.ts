@@ -48,9 +48,10 @@ export interface CpuBinding {
   /** Repacks a QuantizedTensor's parts once into the qgemm kernels' layout (native/qgemm.cc). */
   qgemmPrepack(qdtype: string, K: number, N: number, groupSize: number, perTensor: boolean, values: Int8Array | Uint8Array,
     scales: Float32Array, zeros: Float32Array | null): QgemmPacked;
-  /** out [M, N] = x [M, K] @ dequant(W); x is float32, or raw bf16/f16 bits in a Uint16Array. */
-  qgemm(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string): void;
-  qgemmAsync(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string): Promise<void>;
+  /** out [M, N] = x [M, K] @ dequant(W); x is float32, or raw bf16/f16 bits in a Uint16Array; activations
+   *  'int8' = W4A8 (int4/uint4 weights), else 'float'. */
+  qgemm(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string, activations: string): void;
+  qgemmAsync(packed: QgemmPacked, x: Float32Array | Uint16Array, out: Float32Array, M: number, xDtype: string, activations: string): Promise<void>;
 }
 
 /** Opaque packed quantized weights (a type-tagged External owned by the addon). */

@@ -173,7 +173,7 @@ function spmmResult(out: Float32Array, at: SpmmAttrs): Tensor {
   return result(out, [at.M, at.N], at.outDtype);
 }
 
-interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perTensor: boolean; M: number; outShape: number[]; outDtype: DType }
+interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perTensor: boolean; M: number; outShape: number[]; outDtype: DType; act8?: boolean }
 
 /**
  * Packed weights, made once per QuantizedTensor: keyed by the values' storage block (aliases from .to('cpu')
@@ -197,7 +197,7 @@ function qgemmPacked(nb: CpuBinding, inputs: Tensor[], at: QAttrs): QgemmPacked 
 /** qgemm arguments for inputs [x, values, scales, zeros?] (ops/quant.ts); f16/bf16 x goes in as raw bits. */
 function qgemmArgs(nb: CpuBinding, inputs: Tensor[], at: QAttrs, out: Float32Array) {
   const x = hostStorage(inputs[0]) as Float32Array | Uint16Array;
-  return [qgemmPacked(nb, inputs, at), x, out, at.M, inputs[0].dtype] as const;
+  return [qgemmPacked(nb, inputs, at), x, out, at.M, inputs[0].dtype, at.act8 ? 'int8' : 'float'] as const;
 }
 
 export function registerCpuBackend(): void {
@@ -329,7 +329,7 @@ export function registerCpuBackend(): void {
     registerKernel({
       op: 'qmatmul',
       backend: 'cpu',
-      variant: (_i: Tensor[], at: QAttrs) => `qgemm_${at.qdtype === 'int8' ? 'w8a8' : `${at.qdtype}_weight_only`}_${info.simd}`,
+      variant: (_i: Tensor[], at: QAttrs) => `qgemm_${at.qdtype === 'int8' ? 'w8a8' : at.act8 ? `${at.qdtype}_a8` : `${at.qdtype}_weight_only`}_${info.simd}`,
       supports(inputs: Tensor[], at: QAttrs) {
         if (!NATIVE_DTYPES.has(inputs[0].dtype)) return 'dtype';
         if (!NATIVE_DTYPES.has(at.outDtype)) return 'out dtype';

@@ -57,10 +57,11 @@ registerKernel({
 registerKernel({
   op: 'qmatmul',
   backend: 'js',
-  variant: (_i: Tensor[], at: QAttrs) => (at.qdtype === 'int8' ? 'qgemm_w8a8_js' : `qgemm_${at.qdtype}_weight_only_js`),
-  run(inputs: Tensor[], at: QAttrs & { M: number; outShape: number[] }) {
+  variant: (_i: Tensor[], at: QAttrs & { act8?: boolean }) =>
+    (at.qdtype === 'int8' ? 'qgemm_w8a8_js' : at.act8 ? `qgemm_${at.qdtype}_a8_js` : `qgemm_${at.qdtype}_weight_only_js`),
+  run(inputs: Tensor[], at: QAttrs & { M: number; outShape: number[]; act8?: boolean }) {
     const x = toArr(inputs[0]).data;
-    return fromOut({ data: qmatmulRef(x, at.M, quantRaw(inputs.slice(1), at)), shape: at.outShape }, at.outDtype);
+    return fromOut({ data: qmatmulRef(x, at.M, quantRaw(inputs.slice(1), at), !!at.act8), shape: at.outShape }, at.outDtype);
   },
 });
 
