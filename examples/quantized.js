@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Quantize on load: the decoder's Linear weights become int8 (W8A8), int4 (weight-only, groups of 32) or
-// float8 e4m3 (weight-only) QuantizedTensors and run through qmatmul; embeddings, norms and the tied
-// lm_head stay float32. Prints weight memory, prefill/decode tokens/s against float32, how far the logits
-// move, and how many greedy tokens agree with the float32 model.
+// Quantize on load: the decoder's Linear weights become int8 (W8A8), int4 (weight-only, groups of 32; or
+// W4A8 with activations: 'int8') or float8 e4m3 (weight-only) QuantizedTensors and run through qmatmul;
+// embeddings, norms and the tied lm_head stay float32. Prints weight memory, prefill/decode tokens/s
+// against float32, how far the logits move, and how many greedy tokens agree with the float32 model.
 //
 //   node examples/quantized.js ["prompt"] [--model DIR] [--max N] [--backend cpu|js]
 'use strict';
@@ -19,8 +19,8 @@ async function main() {
 
   const rows = [];
   let base = null;
-  for (const q of [null, 'int8', 'float8_e4m3fn', 'int4']) {
-    const m = await T.loadModel(dir, { quantize: q || undefined, backend });
+  for (const [q, activations] of [[null], ['int8'], ['float8_e4m3fn'], ['int4'], ['int4', 'int8']]) {
+    const m = await T.loadModel(dir, { quantize: q || undefined, activations, backend });
     await m.generate(prompt, { maxNewTokens: 4, temperature: 0 }); // warm-up
     const r = await m.generate(prompt, { maxNewTokens: max, temperature: 0 });
     const logits = m.forward(r.promptIds).toFloat32();
@@ -39,7 +39,7 @@ async function main() {
     }
     const run = q ? T.lastRun('qmatmul') : T.lastRun('linear');
     rows.push({
-      weights: q || 'float32',
+      weights: (q || 'float32') + (activations ? ` (${activations} activations)` : ''),
       MB: (m.weightBytes / 1048576).toFixed(2),
       'prefill tok/s': r.stats.prefillTokensPerSec.toFixed(0),
       'decode tok/s': r.stats.decodeTokensPerSec.toFixed(1),

@@ -289,9 +289,9 @@ test('seeded sampling is reproducible; memory stays flat while decoding', async 
   a.end();
 });
 
-test('quantize on load: int8, int4, float8 run through qmatmul', async (a) => {
-  for (const [q, tol] of [['int8', 0.15], ['float8_e4m3fn', 0.2], ['int4', 0.6]]) {
-    const m = await T.loadModel(MODEL, { quantize: q });
+test('quantize on load: int8, int4, float8 (and int4 W4A8) run through qmatmul', async (a) => {
+  for (const [q, tol, activations] of [['int8', 0.15], ['float8_e4m3fn', 0.2], ['int4', 0.6], ['int4', 0.6, 'int8']]) {
+    const m = await T.loadModel(MODEL, { quantize: q, activations });
     a.equal(m.quantized, q, `${q}: quantized`);
     const lg = m.forward(fx.prompts[0].logits_ids).toFloat32();
     const want = ref('logits_0');
@@ -304,6 +304,7 @@ test('quantize on load: int8, int4, float8 run through qmatmul', async (a) => {
     const rel = Math.sqrt(num / den);
     a.ok(rel < tol, `${q}: logits rel L2 error vs float32 ${rel.toFixed(3)} (bound ${tol}; a 2M-parameter model has little redundancy)`);
     a.equal(T.lastRun('qmatmul').op, 'qmatmul', `${q}: served by ${T.lastRun('qmatmul').backend}/${T.lastRun('qmatmul').variant}`);
+    if (activations) a.ok(/_a8_/.test(T.lastRun('qmatmul').variant), `activations ${activations}: the W4A8 kernel ran (${T.lastRun('qmatmul').variant})`);
     const r = await m.generate('And God said', { maxNewTokens: 8, temperature: 0 });
     a.equal(r.ids.length, 8, `${q}: generates ${JSON.stringify(r.text)}`);
     m.dispose();
@@ -348,6 +349,9 @@ test('bad input: clear TesseraErrors naming the file and the tensor', async (a) 
   await expectError(a, () => T.loadModel(none), 'E_IO', ['no model.safetensors'], 'no weights');
 
   await expectError(a, () => T.loadModel(MODEL, { quantize: 'int3' }), 'E_DTYPE', ['options.quantize'], 'bad quantize option');
+  await expectError(a, () => T.loadModel(MODEL, { quantize: 'int4', activations: 'int4' }), 'E_ARG', ['options.activations'], 'bad activations option');
+  await expectError(a, () => T.loadModel(MODEL, { activations: 'int8' }), 'E_ARG', ['options.activations', 'int4'], 'activations without quantize');
+  await expectError(a, () => T.loadModel(MODEL, { quantize: 'float8_e4m3fn', activations: 'int8' }), 'E_ARG', ['options.activations'], 'W4A8 with fp8 weights');
   await expectError(a, () => T.loadModel(MODEL, { dtype: 'int8' }), 'E_DTYPE', ['options.dtype'], 'bad dtype option');
   await expectError(a, () => T.loadModel(MODEL, { backend: 'tpu' }), 'E_BACKEND', ['tpu'], 'bad backend option');
   const m = await T.loadModel(MODEL);

@@ -42,6 +42,8 @@ export interface Decoder {
 export interface BuildOptions {
   /** quantize the Linear weights ([out, in] -> quantize(w.transpose())) after any fusing */
   quantize?: 'int8' | 'int4' | 'float8_e4m3fn';
+  /** qmatmul's options.activations for the quantized Linears (default: the weight format's) */
+  activations?: 'float' | 'int8';
   /** upload the (fused) weights to this device once; forward then runs there (default: host) */
   device?: Device;
 }

@@ -34,7 +34,7 @@ import { softmax } from '../ops/reduce';
 import { BackendName, getKernel } from '../registry';
 import { Device } from '../storage';
 import { cat, embedding, rmsNorm, rope } from '../ops/nn';
-import { QuantizedTensor, qmatmul, quantize } from '../ops/quant';
+import { QmatmulOptions, QuantizedTensor, qmatmul, quantize } from '../ops/quant';
 import { Tensor } from '../tensor';
 import { Architecture, BuildOptions, Decoder, Weight, WeightSpec, registerArchitecture } from './architectures';
 import { ModelConfig, ropeInvFreqFor } from './config';
@@ -67,11 +67,13 @@ interface Linear {
   b: Tensor | null;
   /** output features */
   n: number;
+  /** qmatmul options of a quantized weight */
+  q?: QmatmulOptions;
 }
 
 function applyLinear(x: Tensor, l: Linear): Tensor {
   if (l.w instanceof QuantizedTensor) {
-    const y = qmatmul(x, l.w);
+    const y = qmatmul(x, l.w, l.q);
     if (!l.b) return y;
     const out = add(y, l.b);
     y.dispose();
@@ -146,7 +148,7 @@ export class LlamaDecoder implements Decoder {
         const q = quantize(tr, { dtype: options.quantize });
         tr.dispose();
         wt.dispose();
-        return { w: own(q), b: b && own(b), n };
+        return { w: own(q), b: b && own(b), n, q: options.activations ? { activations: options.activations } : undefined };
       }
       wt = own(wt);
       return { w: wt, b: b && own(b), n };

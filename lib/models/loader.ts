@@ -38,6 +38,12 @@ export interface LoadOptions {
   dtype?: 'float32' | 'float16' | 'bfloat16';
   /** quantize the decoder's Linear weights on load */
   quantize?: QuantizeMode;
+  /**
+   * how the quantized Linears take their input (qmatmul's options.activations): 'int8' with quantize 'int4'
+   * is W4A8 (activations rounded to int8 per row and group of 32; the fast CPU decode path), 'float' (the
+   * default for int4 / fp8) keeps them float; int8 weights always quantize activations
+   */
+  activations?: 'float' | 'int8';
   /** progress bar on a TTY stderr (default true; drawn only for checkpoints over 32 MB) */
   progress?: boolean;
 }
@@ -228,6 +234,15 @@ function checkLoadOptions(o: unknown): LoadOptions {
   if (r.quantize !== undefined && !['int8', 'int4', 'float8_e4m3fn'].includes(r.quantize)) {
     throw new TesseraError('E_DTYPE', OP, `options.quantize must be int8, int4 or float8_e4m3fn, got ${describe(r.quantize)}`);
   }
+  if (r.activations !== undefined) {
+    if (r.activations !== 'float' && r.activations !== 'int8') {
+      throw new TesseraError('E_ARG', OP, `options.activations must be 'float' or 'int8', got ${describe(r.activations)}`);
+    }
+    const ok = r.quantize === 'int4' || (r.quantize === 'int8' && r.activations === 'int8') || (r.quantize === 'float8_e4m3fn' && r.activations === 'float');
+    if (!ok) {
+      throw new TesseraError('E_ARG', OP, `options.activations '${r.activations}' does not go with quantize ${describe(r.quantize)}: 'int8' (W4A8) needs quantize 'int4'; int8 weights always take int8 activations, fp8 weights float ones`);
+    }
+  }
   if (r.quantize !== undefined && r.backend !== undefined && backends().find((x) => x.name === r.backend)!.device !== 'cpu') {
     throw new TesseraError('E_ARG', OP, `options.quantize runs on host backends only (cpu, js), not on '${r.backend}'`);
   }
@@ -287,7 +302,7 @@ export async function loadModel(dir: string, options?: LoadOptions): Promise<Mod
     }
     bar.end();
     const device = o.backend ? backends().find((x) => x.name === o.backend)!.device : 'cpu';
-    const decoder = withBackend(o.backend ?? null, () => arch.build(cfg, weights, { quantize: o.quantize, device }));
+    const decoder = withBackend(o.backend ?? null, () => arch.build(cfg, weights, { quantize: o.quantize, activations: o.activations, device }));
     weights.clear(); // the decoder owns them now
     const maxLength = arch.maxLength ? arch.maxLength(cfg) : cfg.maxPositionEmbeddings;
     return new Model({
