@@ -198,15 +198,42 @@ function qgemmCases(quick) {
       return { runners, cleanup: () => (tx.dispose(), tw.dispose(), qw.dispose()) };
     },
   });
+  // W4A8: the same weights with activations rounded to int8 per group (qmatmul options.activations 'int8'),
+  // against ORT's int8-activation MatMulNBits (accuracy_level 4) and our float-activation kernel
+  cases.push({
+    family: 'qgemm',
+    id: `int4-a8-gemv-1x${K}x${N}-g32`,
+    kernel: 'GEMV int4 W4A8 (int8 activations, g32)',
+    shape: `1x${K}x${N}`,
+    unit: 'GFLOP/s',
+    flops: 2 * K * N,
+    bytes: int4Bytes(K, N, 32),
+    op: 'qmatmul',
+    targets: [],
+    async setup({ T, threads, peers }) {
+      const x = fillUniform(K, 1);
+      const tx = tensor(T, x, [1, K]);
+      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
+      const qw = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
+      tw.dispose();
+      const runners = [tesseraRunner(T, 'tessera qmatmul int4, activations int8', 'qmatmul', () => T.qmatmul(tx, qw, { activations: 'int8' }))];
+      const nb = peers.int4ToNBits(qw.values.data(), qw.scales.toFloat32(), K, N, 32);
+      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads };
+      runners.push(await ortRunner('ort-a8', 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
+      runners.push(await ortRunner('ort', 'ORT MatMulNBits bits=4 bs=32 acc=0 (float act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4act8));
+      runners.push(oursRunner(T, 'ours-wo', 'tessera int4 weight-only, float activations', () => T.qmatmul(tx, qw)));
+      return { runners, cleanup: () => (tx.dispose(), qw.dispose()) };
+    },
+  });
   // The decode GEMV as a model runs it: every call reads another layer's weights, so nothing stays in L3.
   // Each call here runs the GEMV over COPIES weight matrices in turn (COPIES x 10 MB, well past the 32 MB
   // L3), for tessera and for ORT (one graph of COPIES MatMulNBits nodes on the same input, one run per
   // call): the DRAM-bound case. Copies share codes (quantized once) but not memory.
   const COPIES = quick ? 4 : 12;
-  cases.push({
+  for (const a8 of [false, true]) cases.push({
     family: 'qgemm',
-    id: `int4-gemv-cold-${COPIES}x1x${K}x${N}-g32`,
-    kernel: 'GEMV int4 (weight-only, g32), weights cycled past L3',
+    id: `int4${a8 ? '-a8' : ''}-gemv-cold-${COPIES}x1x${K}x${N}-g32`,
+    kernel: `GEMV int4 ${a8 ? 'W4A8 (int8 activations, g32)' : '(weight-only, g32)'}, weights cycled past L3`,
     shape: `${COPIES} x 1x${K}x${N}`,
     unit: 'GFLOP/s',
     flops: COPIES * 2 * K * N,
@@ -226,14 +253,14 @@ function qgemmCases(quick) {
         let y = null;
         for (const q of qs) {
           if (y) y.dispose();
-          y = T.qmatmul(tx, q);
+          y = T.qmatmul(tx, q, a8 ? { activations: 'int8' } : undefined);
         }
         return y;
       };
-      const runners = [tesseraRunner(T, `tessera qmatmul int4, ${COPIES} weight matrices in turn`, 'qmatmul', all)];
+      const runners = [tesseraRunner(T, `tessera qmatmul int4${a8 ? ', activations int8' : ''}, ${COPIES} weight matrices in turn`, 'qmatmul', all)];
       const nb = peers.int4ToNBits(q0.values.data(), q0.scales.toFloat32(), K, N, 32);
       const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads, copies: COPIES };
-      runners.push(await ortRunner('ort', `ORT MatMulNBits bits=4 bs=32 acc=0, ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4));
+      runners.push(await ortRunner('ort', `ORT MatMulNBits bits=4 bs=32 acc=0, ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), a8 ? TOL.int4act8 : TOL.int4));
       runners.push(await ortRunner('ort-a8', `ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.), ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
       return { runners, cleanup: () => (tx.dispose(), qs.forEach((q) => q.dispose())) };
     },

@@ -10,7 +10,7 @@ const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const cell = (s) => String(s).replace(/\|/g, '\\|');
 
-const PEER_LABEL = { 'ours-f32': 'our fp32', 'ours-dense': 'our dense', ort: 'ORT', 'ort-a8': 'ORT', 'ort-nb8': 'ORT', numpy: 'numpy', scipy: 'scipy', tfjs: 'tfjs' };
+const PEER_LABEL = { 'ours-f32': 'our fp32', 'ours-wo': 'our weight-only', 'ours-dense': 'our dense', ort: 'ORT', 'ort-a8': 'ORT', 'ort-nb8': 'ORT', numpy: 'numpy', scipy: 'scipy', tfjs: 'tfjs' };
 
 function rateText(r, x, unit) {
   if (x.skipped) return `skipped: ${x.skipped}`;
@@ -41,8 +41,9 @@ function notes(run) {
     n.push(`${r.kernel} ${r.shape} vs our fp32 GEMM: ${f.ratio.toFixed(2)}x. The calibration loops around this case ran int8 at ${fmt(r.ceiling.int8)} GOP/s and fp32 at ${fmt(r.ceiling.fp32)} GFLOP/s, a ceiling ratio of ${r.ceiling.int8OverFp32.toFixed(2)}x: what int8 reaches over fp32 at equal efficiency. Efficiency here: int8 ${(100 * r.tessera.rate / r.ceiling.int8).toFixed(0)}% of its ceiling, fp32 ${(100 * fRate / r.ceiling.fp32).toFixed(0)}% of its.`);
   }
   // The int4 decode GEMV with its weights in L3 and cycled past it: memory-bound or not, measured
-  const hot = run.results.find((r) => r.id && r.id.startsWith('int4-gemv-1x') && r.tessera.gbps);
-  const cold = run.results.find((r) => r.id && r.id.startsWith('int4-gemv-cold') && r.tessera.gbps);
+  for (const [hotId, coldId] of [['int4-gemv-1x', 'int4-gemv-cold'], ['int4-a8-gemv-1x', 'int4-a8-gemv-cold']]) {
+  const hot = run.results.find((r) => r.id && r.id.startsWith(hotId) && r.tessera.gbps);
+  const cold = run.results.find((r) => r.id && r.id.startsWith(coldId) && r.tessera.gbps);
   if (cold && cold.tessera.pctDram) {
     const c = cold.tessera;
     const bound = c.pctDram >= 80
@@ -51,6 +52,7 @@ function notes(run) {
         ? `not memory-bound: with the weights in L3 it reads only ${fmt(hot.tessera.gbps)} GB/s, so decoding the weights, not DRAM, sets its speed`
         : 'below the DRAM roof, and faster with the weights in L3';
     n.push(`${cold.kernel}: ${fmt(c.gbps)} GB/s = ${c.pctDram.toFixed(0)}% of the DRAM read roof measured around it (${fmt(cold.dramRoof)} GB/s); ${bound}.`);
+  }
   }
   // ORT's MHA with unidirectional=1 slower than without it at the same length: masked blocks not skipped
   for (const r of run.results.filter((x) => x.id && x.id.startsWith('attn-causal-'))) {

@@ -173,8 +173,9 @@ function qmatmulArgs(x: unknown, q: unknown, options: unknown): [Tensor[], Recor
   }
   const d = computeDType(t.dtype);
   if (!isFloatDType(d)) throw new TesseraError('E_DTYPE', op, `x must be a float tensor, got ${t.dtype}`);
-  checkShape([...t.shape.slice(0, -1), N], op, `output shape of x ${fmtShape(t.shape)} and the quantized weight [${K}, ${N}]`);
-  return [[t, ...qt._tensors(op)], { ...qt._attrs(), M: t.size / K, outShape: [...t.shape.slice(0, -1), N], outDtype: d, act8 }];
+  const outShape = [...t.shape.slice(0, -1), N];
+  checkShape(outShape, op, 'the output shape (x without its last dim, then N)');
+  return [[t, ...qt._tensors(op)], { ...qt._attrs(), M: t.size / K, outShape, outDtype: d, act8 }];
 }
 
 /** x [..., K] @ dequant(qw) -> [..., N], in x's float dtype; options.activations: see QmatmulOptions. */

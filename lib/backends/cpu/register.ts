@@ -180,17 +180,36 @@ interface QAttrs { qdtype: string; K: number; N: number; groupSize: number; perT
  * share it) and checked against the scales/zeros storage, the layout and the storages' versions, so writing
  * a part in place (Tensor.copy_) repacks on the next qmatmul.
  */
-const qgemmCache = new WeakMap<object, { key: string; scales: object; zeros: object | null; packed: QgemmPacked }>();
+const qgemmCache = new WeakMap<object, { sig: unknown[]; packed: QgemmPacked }>();
+
+/** What the packed copy depends on: layout attrs, and each part's storage, offset, strides and version. */
+function qgemmSignature(inputs: Tensor[], at: QAttrs): unknown[] {
+  const sig: unknown[] = [at.qdtype, at.K, at.N, at.groupSize, at.perTensor];
+  for (let i = 1; i < 4; i++) {
+    const t = inputs[i];
+    if (!t) {
+      sig.push(null);
+      continue;
+    }
+    sig.push(t._s, t._s.version, t.offset, ...t.strides);
+  }
+  return sig;
+}
+
+function sameSignature(a: unknown[], b: unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 function qgemmPacked(nb: CpuBinding, inputs: Tensor[], at: QAttrs): QgemmPacked {
   const [, values, scales, zeros] = inputs;
-  const key = [at.qdtype, at.K, at.N, at.groupSize, at.perTensor,
-    ...[values, scales, zeros].map((t) => (t ? `${t.offset}:${t.strides}:v${t._s.version}` : ''))].join('/');
+  const sig = qgemmSignature(inputs, at);
   const hit = qgemmCache.get(values._s);
-  if (hit && hit.key === key && hit.scales === scales._s && hit.zeros === (zeros ? zeros._s : null)) return hit.packed;
+  if (hit && sameSignature(hit.sig, sig)) return hit.packed;
   const packed = nb.qgemmPrepack(at.qdtype, at.K, at.N, at.groupSize, at.perTensor, hostStorage(values) as Int8Array | Uint8Array,
     hostStorage(scales) as Float32Array, zeros ? (hostStorage(zeros) as Float32Array) : null);
-  qgemmCache.set(values._s, { key, scales: scales._s, zeros: zeros ? zeros._s : null, packed });
+  qgemmCache.set(values._s, { sig, packed });
   return packed;
 }
 
