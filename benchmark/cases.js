@@ -28,6 +28,23 @@ const TARGETS = {
 const TOL = { fp32: 1e-4, int8: 5e-2, int4: 1e-3, int4act8: 5e-2, fp8: 1.5e-1 };
 
 const tensor = (T, data, shape) => T.tensor(data, { shape });
+/**
+ * The int4 GEMV cases' inputs: x [1, K], W [K, N] quantized to int4 groups of 32 (tw kept when keepFloat, for
+ * the fp32 yardstick) and ORT MatMulNBits over the same codes, one node or `copies` nodes on the same input:
+ * ort(accuracyLevel, tol, name) builds that runner.
+ */
+function int4Gemv(T, peers, K, N, threads, { keepFloat = false, copies = 1 } = {}) {
+  const x = fillUniform(K, 1);
+  const tx = tensor(T, x, [1, K]);
+  const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
+  const qw = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
+  if (!keepFloat) tw.dispose();
+  const nb = peers.int4ToNBits(qw.values.data(), qw.scales.toFloat32(), K, N, 32);
+  const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads, copies };
+  const ort = (key, accuracyLevel, tol, name) => ortRunner(key, name, peers.ortMatMulNBits({ ...common, accuracyLevel }), tol);
+  return { tx, tw: keepFloat ? tw : null, qw, ort };
+}
+
 /** bytes of a K x N int4 weight with float32 scales per group of g rows (what the GEMV reads) */
 const int4Bytes = (K, N, g) => (K * N) / 2 + 4 * ((K / g) * N + K + N);
 const out = (t) => {
@@ -39,6 +56,7 @@ const out = (t) => {
 /** The last output is kept (and freed by the next call) so the peer check needs no extra, slow JS call. */
 function tesseraRunner(T, name, op, f) {
   let last = null;
+  let rec = null;
   return {
     key: 'tessera',
     name,
@@ -46,7 +64,9 @@ function tesseraRunner(T, name, op, f) {
     call: () => {
       if (last) last.dispose();
       last = f();
+      rec = T.lastRun(op); // this runner's kernel, whatever a yardstick runner of the same op ran later
     },
+    record: () => rec,
     reference: () => (last ? last.toFloat32() : out(f())),
     release: () => last && last.dispose(),
   };
@@ -185,15 +205,10 @@ function qgemmCases(quick) {
     op: 'qmatmul',
     targets: TARGETS.int4,
     async setup({ T, threads, peers }) {
-      const x = fillUniform(K, 1);
-      const tx = tensor(T, x, [1, K]);
-      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
-      const qw = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
+      const { tx, tw, qw, ort } = int4Gemv(T, peers, K, N, threads, { keepFloat: true });
       const runners = [tesseraRunner(T, 'tessera qmatmul int4', 'qmatmul', () => T.qmatmul(tx, qw))];
-      const nb = peers.int4ToNBits(qw.values.data(), qw.scales.toFloat32(), K, N, 32);
-      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads };
-      runners.push(await ortRunner('ort', 'ORT MatMulNBits bits=4 bs=32 acc=0 (same codes)', peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4));
-      runners.push(await ortRunner('ort-a8', 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
+      runners.push(await ort('ort', 0, TOL.int4, 'ORT MatMulNBits bits=4 bs=32 acc=0 (same codes)'));
+      runners.push(await ort('ort-a8', 4, TOL.int4act8, 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)'));
       runners.push(oursRunner(T, 'ours-f32', 'tessera fp32 GEMV, same weights unquantized', () => T.matmul(tx, tw)));
       return { runners, cleanup: () => (tx.dispose(), tw.dispose(), qw.dispose()) };
     },
@@ -211,16 +226,10 @@ function qgemmCases(quick) {
     op: 'qmatmul',
     targets: [],
     async setup({ T, threads, peers }) {
-      const x = fillUniform(K, 1);
-      const tx = tensor(T, x, [1, K]);
-      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
-      const qw = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
-      tw.dispose();
+      const { tx, qw, ort } = int4Gemv(T, peers, K, N, threads);
       const runners = [tesseraRunner(T, 'tessera qmatmul int4, activations int8', 'qmatmul', () => T.qmatmul(tx, qw, { activations: 'int8' }))];
-      const nb = peers.int4ToNBits(qw.values.data(), qw.scales.toFloat32(), K, N, 32);
-      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads };
-      runners.push(await ortRunner('ort-a8', 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
-      runners.push(await ortRunner('ort', 'ORT MatMulNBits bits=4 bs=32 acc=0 (float act.)', peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), TOL.int4act8));
+      runners.push(await ort('ort-a8', 4, TOL.int4act8, 'ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.)'));
+      runners.push(await ort('ort', 0, TOL.int4act8, 'ORT MatMulNBits bits=4 bs=32 acc=0 (float act.)'));
       runners.push(oursRunner(T, 'ours-wo', 'tessera int4 weight-only, float activations', () => T.qmatmul(tx, qw)));
       return { runners, cleanup: () => (tx.dispose(), qw.dispose()) };
     },
@@ -241,11 +250,7 @@ function qgemmCases(quick) {
     op: 'qmatmul',
     targets: [],
     async setup({ T, threads, peers }) {
-      const x = fillUniform(K, 1);
-      const tx = tensor(T, x, [1, K]);
-      const tw = tensor(T, fillUniform(K * N, 2), [K, N]);
-      const q0 = T.quantize(tw, { dtype: 'int4', groupSize: 32 });
-      tw.dispose();
+      const { tx, qw: q0, ort } = int4Gemv(T, peers, K, N, threads, { copies: COPIES });
       const raw = { dtype: q0.dtype, K, N, groupSize: q0.groupSize, perTensor: q0.perTensor };
       const qs = [q0];
       for (let i = 1; i < COPIES; i++) qs.push(new T.QuantizedTensor(raw, q0.values.clone(), q0.scales.clone(), null));
@@ -258,10 +263,8 @@ function qgemmCases(quick) {
         return y;
       };
       const runners = [tesseraRunner(T, `tessera qmatmul int4${a8 ? ', activations int8' : ''}, ${COPIES} weight matrices in turn`, 'qmatmul', all)];
-      const nb = peers.int4ToNBits(q0.values.data(), q0.scales.toFloat32(), K, N, 32);
-      const common = { M: 1, K, N, a: x, packed: nb.packed, scales: nb.scales, bits: 4, blockSize: 32, threads, copies: COPIES };
-      runners.push(await ortRunner('ort', `ORT MatMulNBits bits=4 bs=32 acc=0, ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 0 }), a8 ? TOL.int4act8 : TOL.int4));
-      runners.push(await ortRunner('ort-a8', `ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.), ${COPIES} nodes`, peers.ortMatMulNBits({ ...common, accuracyLevel: 4 }), TOL.int4act8));
+      runners.push(await ort('ort', 0, a8 ? TOL.int4act8 : TOL.int4, `ORT MatMulNBits bits=4 bs=32 acc=0, ${COPIES} nodes`));
+      runners.push(await ort('ort-a8', 4, TOL.int4act8, `ORT MatMulNBits bits=4 bs=32 acc=4 (int8 act.), ${COPIES} nodes`));
       return { runners, cleanup: () => (tx.dispose(), qs.forEach((q) => q.dispose())) };
     },
   });

@@ -67,7 +67,7 @@ function peakOf(row, peak) {
 /** Fills rates, ratios, the peer check and the target verdict of one case. */
 function summarize(c, setup, res) {
   const [ours, ...others] = res;
-  const rec = T.lastRun(c.op) || {};
+  const rec = (setup.runners[0].record && setup.runners[0].record()) || T.lastRun(c.op) || {};
   const flops = c.flops;
   const rate = (x) => (x.medianS ? flops / x.medianS / 1e9 : 0);
   const effRate = (x) => (x.medianS && c.effFlops ? c.effFlops / x.medianS / 1e9 : undefined);

@@ -131,6 +131,28 @@ constexpr int64_t k_q8_max_quads = 16384;
 constexpr int64_t k_q8w_rows = 6;                   // rows of an int16 activation panel
 constexpr int64_t k_q8w_panel = 4 * k_q8w_rows;     // int16 per k-quad of a panel
 
+// Runs f.template operator()<MR, NV>() for the register tiles of the weight-only and W4A8 kernels:
+// 1-2 rows x 1-4 blocks, 3-4 rows x 1-2 blocks. False for any other shape.
+template <class F>
+bool tile_dispatch(int rows, int nv, const F& f) {
+  switch (rows * 8 + nv) {
+    case 8 + 1: f.template operator()<1, 1>(); break;
+    case 8 + 2: f.template operator()<1, 2>(); break;
+    case 8 + 3: f.template operator()<1, 3>(); break;
+    case 8 + 4: f.template operator()<1, 4>(); break;
+    case 16 + 1: f.template operator()<2, 1>(); break;
+    case 16 + 2: f.template operator()<2, 2>(); break;
+    case 16 + 3: f.template operator()<2, 3>(); break;
+    case 16 + 4: f.template operator()<2, 4>(); break;
+    case 24 + 1: f.template operator()<3, 1>(); break;
+    case 24 + 2: f.template operator()<3, 2>(); break;
+    case 32 + 1: f.template operator()<4, 1>(); break;
+    case 32 + 2: f.template operator()<4, 2>(); break;
+    default: return false;
+  }
+  return true;
+}
+
 // AVX2 kernels (int8: qgemm_int8_avx2.cc, weight-only: qgemm_avx2.cc); return false when not
 // built for x86-64 (never called then).
 bool q8_tile_avx2(const q8_tile& t);

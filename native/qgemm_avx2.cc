@@ -235,69 +235,40 @@ TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
   wo_store<MR, NV>(t, tile);
 }
 
+// The tile templates as tile_dispatch functors.
+template <bool ZP>
+struct int4_run {
+  const wo_tile& t;
+  template <int MR, int NV>
+  void operator()() const {
+    int4_tile_t<MR, NV, ZP>(t);
+  }
+};
+struct int4s_run {
+  const wo_tile& t;
+  template <int MR, int NV>
+  void operator()() const {
+    int4s_tile_t<MR, NV>(t);
+  }
+};
+struct fp8_run {
+  const wo_tile& t;
+  template <int MR, int NV>
+  void operator()() const {
+    fp8_tile_t<MR, NV>(t);
+  }
+};
+
 }  // namespace
 
-template <bool ZP>
-bool int4_dispatch(const wo_tile& t) {
-  switch (t.rows * 8 + t.nv) {
-    case 8 + 1: int4_tile_t<1, 1, ZP>(t); break;
-    case 8 + 2: int4_tile_t<1, 2, ZP>(t); break;
-    case 8 + 3: int4_tile_t<1, 3, ZP>(t); break;
-    case 8 + 4: int4_tile_t<1, 4, ZP>(t); break;
-    case 16 + 1: int4_tile_t<2, 1, ZP>(t); break;
-    case 16 + 2: int4_tile_t<2, 2, ZP>(t); break;
-    case 16 + 3: int4_tile_t<2, 3, ZP>(t); break;
-    case 16 + 4: int4_tile_t<2, 4, ZP>(t); break;
-    case 24 + 1: int4_tile_t<3, 1, ZP>(t); break;
-    case 24 + 2: int4_tile_t<3, 2, ZP>(t); break;
-    case 32 + 1: int4_tile_t<4, 1, ZP>(t); break;
-    case 32 + 2: int4_tile_t<4, 2, ZP>(t); break;
-    default: return false;
-  }
-  return true;
-}
-
-bool int4s_tile_avx2(const wo_tile& t) {
-  switch (t.rows * 8 + t.nv) {
-    case 8 + 1: int4s_tile_t<1, 1>(t); break;
-    case 8 + 2: int4s_tile_t<1, 2>(t); break;
-    case 8 + 3: int4s_tile_t<1, 3>(t); break;
-    case 8 + 4: int4s_tile_t<1, 4>(t); break;
-    case 16 + 1: int4s_tile_t<2, 1>(t); break;
-    case 16 + 2: int4s_tile_t<2, 2>(t); break;
-    case 16 + 3: int4s_tile_t<2, 3>(t); break;
-    case 16 + 4: int4s_tile_t<2, 4>(t); break;
-    case 24 + 1: int4s_tile_t<3, 1>(t); break;
-    case 24 + 2: int4s_tile_t<3, 2>(t); break;
-    case 32 + 1: int4s_tile_t<4, 1>(t); break;
-    case 32 + 2: int4s_tile_t<4, 2>(t); break;
-    default: return false;
-  }
-  return true;
-}
+bool int4s_tile_avx2(const wo_tile& t) { return tile_dispatch(t.rows, t.nv, int4s_run{t}); }
 
 bool int4_tile_avx2(const wo_tile& t, bool has_zeros) {
-  return has_zeros ? int4_dispatch<true>(t) : int4_dispatch<false>(t);
+  return has_zeros ? tile_dispatch(t.rows, t.nv, int4_run<true>{t})
+                   : tile_dispatch(t.rows, t.nv, int4_run<false>{t});
 }
 
-bool fp8_tile_avx2(const wo_tile& t) {
-  switch (t.rows * 8 + t.nv) {
-    case 8 + 1: fp8_tile_t<1, 1>(t); break;
-    case 8 + 2: fp8_tile_t<1, 2>(t); break;
-    case 8 + 3: fp8_tile_t<1, 3>(t); break;
-    case 8 + 4: fp8_tile_t<1, 4>(t); break;
-    case 16 + 1: fp8_tile_t<2, 1>(t); break;
-    case 16 + 2: fp8_tile_t<2, 2>(t); break;
-    case 16 + 3: fp8_tile_t<2, 3>(t); break;
-    case 16 + 4: fp8_tile_t<2, 4>(t); break;
-    case 24 + 1: fp8_tile_t<3, 1>(t); break;
-    case 24 + 2: fp8_tile_t<3, 2>(t); break;
-    case 32 + 1: fp8_tile_t<4, 1>(t); break;
-    case 32 + 2: fp8_tile_t<4, 2>(t); break;
-    default: return false;
-  }
-  return true;
-}
+bool fp8_tile_avx2(const wo_tile& t) { return tile_dispatch(t.rows, t.nv, fp8_run{t}); }
 
 TESSERA_AVX2 bool dequant_panel_avx2(float* panel, const wo_panel& w, int64_t p0, int64_t kc) {
   const bool four = w.dtype == qgemm_dtype::int4 || w.dtype == qgemm_dtype::uint4;

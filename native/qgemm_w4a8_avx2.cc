@@ -98,31 +98,20 @@ TESSERA_AVX2 void a8_tile_t(const a8_tile& t) {
 }
 
 template <bool ZP>
-bool a8_dispatch(const a8_tile& t) {
-  switch (t.rows * 8 + t.nv) {
-    case 8 + 1: a8_tile_t<1, 1, ZP>(t); break;
-    case 8 + 2: a8_tile_t<1, 2, ZP>(t); break;
-    case 8 + 3: a8_tile_t<1, 3, ZP>(t); break;
-    case 8 + 4: a8_tile_t<1, 4, ZP>(t); break;
-    case 16 + 1: a8_tile_t<2, 1, ZP>(t); break;
-    case 16 + 2: a8_tile_t<2, 2, ZP>(t); break;
-    case 16 + 3: a8_tile_t<2, 3, ZP>(t); break;
-    case 16 + 4: a8_tile_t<2, 4, ZP>(t); break;
-    case 24 + 1: a8_tile_t<3, 1, ZP>(t); break;
-    case 24 + 2: a8_tile_t<3, 2, ZP>(t); break;
-    case 32 + 1: a8_tile_t<4, 1, ZP>(t); break;
-    case 32 + 2: a8_tile_t<4, 2, ZP>(t); break;
-    default: return false;
+struct a8_run {
+  const a8_tile& t;
+  template <int MR, int NV>
+  void operator()() const {
+    a8_tile_t<MR, NV, ZP>(t);
   }
-  return true;
-}
+};
 
 }  // namespace
 
 bool a8_tile_avx2(const a8_tile& t) {
   for (int64_t g = 0; g < t.b.groups; ++g)
     if ((t.b.gp[g + 1] - t.b.gp[g]) / 8 > k_a8_max_units) return false;  // int32 sums could wrap
-  return t.zp ? a8_dispatch<true>(t) : a8_dispatch<false>(t);
+  return t.zp ? tile_dispatch(t.rows, t.nv, a8_run<true>{t}) : tile_dispatch(t.rows, t.nv, a8_run<false>{t});
 }
 
 }  // namespace detail
