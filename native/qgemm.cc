@@ -8,6 +8,11 @@
 //          M > 4: panels of w = fround((q - zero) * scale), the reference's weights, are
 //          dequantized once per 120 rows and fed to the f32 GEMM micro-kernel (gemm.h). Within
 //          K * 2^-24 * sum|x*w| of the float64 reference; fp8 NaN codes make their column NaN.
+//   int4 / uint4 with act8   W4A8 (run_w4a8): x quantized to int8 per row and weight group, codes
+//          laid out pre-broadcast for vpmaddubsw (qgemm.h a8_tile), exact integer sums per group,
+//          float32 epilogue: bit-identical to the reference's w4a8 for any M and thread count.
+//          1x4096x4096 g32, 2 threads, native call: ~0.25-0.32 ms against ~0.52 ms weight-only;
+//          through qmatmul, M 1 / 16 / 256: 94 / 115 / 215 GOP/s against 53 / 99 / 151.
 //
 // Prepack (once per QuantizedTensor, cached by the TS layer): columns in blocks of 8, each K
 // group padded to a multiple of the unit (4 k for int8/fp8, 8 for int4) so a 32-byte load is one
@@ -530,8 +535,13 @@ void run_w4a8(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_p
               bool avx2) {
   const bool parallel = num_threads() > 1 && static_cast<double>(m) * p.k * p.n >= k_parallel_macs;
   const int64_t ldx = p.kp * 8;
-  int8_t* xb = tls_a8.get(static_cast<size_t>(m * ldx));
-  std::memset(xb, 0, static_cast<size_t>(m * ldx));
+  // The caller's scratch keeps the codes between calls (no page faults per decode step) up to 16 MB;
+  // a larger batch gets its own buffer, freed on return.
+  const size_t xb_n = static_cast<size_t>(m * ldx);
+  aligned_ptr<int8_t> xb_big;
+  if (xb_n > (size_t{16} << 20)) xb_big = alloc_aligned<int8_t>(xb_n);
+  int8_t* xb = xb_big ? xb_big.get() : tls_a8.get(xb_n);
+  std::memset(xb, 0, xb_n);
   std::vector<float> sx(static_cast<size_t>(m * p.groups));
   std::vector<int32_t> sumx(static_cast<size_t>(m * p.groups));
   std::vector<uint8_t> bad(static_cast<size_t>(m), 0);
