@@ -26,6 +26,7 @@
 #include "qgemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "qgemm_avx2_tile.h"
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -54,20 +55,6 @@ TESSERA_AVX2_INLINE void wo_group_end(__m256 (&tile)[MR][NV],
       tile[r][v] = _mm256_fmadd_ps(a, sv, tile[r][v]);
       for (int set = 0; set < k_sets<MR>; ++set) acc[set][r][v] = _mm256_setzero_ps();
     }
-  }
-}
-
-template <int MR, int NV>
-TESSERA_AVX2_INLINE void wo_store(const wo_tile& t, const __m256 (&tile)[MR][NV]) {
-  alignas(32) float buf[NV * 8];
-  for (int r = 0; r < MR; ++r) {
-    float* o = t.out + r * t.ldo;
-    if (t.cols == NV * 8) {
-      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(o + v * 8, tile[r][v]);
-      continue;
-    }
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(buf + v * 8, tile[r][v]);
-    for (int c = 0; c < t.cols; ++c) o[c] = buf[c];
   }
 }
 
@@ -158,7 +145,7 @@ TESSERA_AVX2 void int4_tile_t(const wo_tile& t) {
     }
     wo_group_end<MR, NV>(tile, acc, t.b.scales + g * 8, t.b.lds);
   }
-  wo_store<MR, NV>(t, tile);
+  store_tile<MR, NV>(t.out, t.ldo, t.cols, tile);
 }
 
 // Signed int4 on activations pre-scaled by 2^-28 (the driver's x' = x * 2^-28, exact: it checks
@@ -211,7 +198,7 @@ TESSERA_AVX2 void int4s_tile_t(const wo_tile& t) {
       }
     }
   }
-  wo_store<MR, NV>(t, tile);
+  store_tile<MR, NV>(t.out, t.ldo, t.cols, tile);
 }
 
 template <int MR, int NV>
@@ -232,7 +219,7 @@ TESSERA_AVX2 void fp8_tile_t(const wo_tile& t) {
     }
     wo_group_end<MR, NV>(tile, acc, t.b.scales + g * 8, t.b.lds);
   }
-  wo_store<MR, NV>(t, tile);
+  store_tile<MR, NV>(t.out, t.ldo, t.cols, tile);
 }
 
 // The tile templates as tile_dispatch functors.

@@ -23,6 +23,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <algorithm>
 
+#include "qgemm_avx2_tile.h"
+
 namespace tessera {
 namespace detail {
 
@@ -85,16 +87,7 @@ TESSERA_AVX2 void a8_tile_t(const a8_tile& t) {
       }
     }
   }
-  alignas(32) float buf[NV * 8];
-  for (int r = 0; r < t.rows; ++r) {
-    float* o = t.out + r * t.ldo;
-    if (t.cols == NV * 8) {
-      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(o + v * 8, tile[r][v]);
-      continue;
-    }
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(buf + v * 8, tile[r][v]);
-    for (int c = 0; c < t.cols; ++c) o[c] = buf[c];
-  }
+  store_tile<MR, NV>(t.out, t.ldo, t.cols, tile);
 }
 
 template <bool ZP>
