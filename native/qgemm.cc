@@ -494,33 +494,51 @@ void run_weight_only(float* out, const void* x, qgemm_act act, int64_t m, int64_
   }
 }
 
-thread_local scratch<int8_t> tls_a8;  // W4A8: the call's expanded activation codes (caller's)
+thread_local scratch<int8_t> tls_a8;        // W4A8: the call's expanded activation codes (caller's)
+thread_local scratch<int8_t> tls_a8_codes;  // W4A8: one group's codes
 
 // W4A8 activations of row r: per weight group g, sx = fround(maxabs / 127) (0 -> 1) and codes
 // xq = clamp(rne(x / sx), -127, 127) in double (lib/backends/js/quant.ts, w4a8), written into the
 // a8_tile layout at dst (padded like the weights; pads stay 0) with their sum. False for a row
-// holding a non-finite value (its codes stay 0; the caller overwrites its output with NaN).
+// holding a non-finite value (the caller overwrites its output with NaN). With avx2 the scan and the
+// quantization are the W8A8 path's vector routines (same results: ~40 us -> ~3 us at K 4096).
 bool quantize_a8_row(int8_t* dst, float* sx, int32_t* sumx, const void* x, qgemm_act act,
-                     int64_t r, const qgemm_packed& p) {
+                     int64_t r, const qgemm_packed& p, bool avx2) {
   float* row = tls_row.get(static_cast<size_t>(p.k));
   detail::load_act_row(row, x, act, r, p.k);
-  for (int64_t j = 0; j < p.k; ++j)
-    if (!std::isfinite(row[j])) return false;
+  int8_t* codes = tls_a8_codes.get(static_cast<size_t>(p.group_size));
   for (int64_t g = 0; g < p.groups; ++g) {
     const int64_t k0 = g * p.group_size;
     const int64_t len = std::min(p.k, k0 + p.group_size) - k0;
+    const float* xg = row + k0;
     float maxabs = 0.0f;
-    for (int64_t j = 0; j < len; ++j) maxabs = std::max(maxabs, std::fabs(row[k0 + j]));
+    bool finite = true;
+    if (!(avx2 && detail::maxabs_avx2(xg, len, &maxabs, &finite))) {
+      for (int64_t j = 0; j < len; ++j) {
+        finite = finite && std::isfinite(xg[j]);
+        maxabs = std::max(maxabs, std::fabs(xg[j]));
+      }
+    }
+    if (!finite) return false;
     float s = static_cast<float>(static_cast<double>(maxabs) / 127.0);
     if (s == 0.0f) s = 1.0f;
+    if (!(avx2 && detail::quantize_row_avx2(codes, xg, len, s))) {
+      for (int64_t j = 0; j < len; ++j)
+        codes[j] = static_cast<int8_t>(std::clamp(std::nearbyint(static_cast<double>(xg[j]) / s), -127.0, 127.0));
+    }
     int32_t sum = 0;
-    for (int64_t j = 0; j < len; ++j) {
-      const double q = std::clamp(std::nearbyint(static_cast<double>(row[k0 + j]) / s), -127.0, 127.0);
-      const auto code = static_cast<int8_t>(q);
-      sum += code;
-      const int64_t pp = p.gp[g] + j;  // padded position: unit pp / 8, slot pp % 8
-      int8_t* unit = dst + (pp / 8) * 64 + (pp % 8 % 2) * 32 + (pp % 8) / 2;
-      for (int lane = 0; lane < 8; ++lane) unit[lane * 4] = code;
+    for (int64_t j = 0; j < len; ++j) sum += codes[j];
+    // unit u of the group: [c0 c2 c4 c6] x 8 then [c1 c3 c5 c7] x 8 (padded codes are 0)
+    int8_t* unit = dst + (p.gp[g] / 8) * 64;
+    for (int64_t j = 0; j < len; j += 8, unit += 64) {
+      int8_t c[8] = {};
+      std::memcpy(c, codes + j, static_cast<size_t>(std::min<int64_t>(8, len - j)));
+      const int8_t even[4] = {c[0], c[2], c[4], c[6]};
+      const int8_t odd[4] = {c[1], c[3], c[5], c[7]};
+      for (int lane = 0; lane < 8; ++lane) {
+        std::memcpy(unit + lane * 4, even, 4);
+        std::memcpy(unit + 32 + lane * 4, odd, 4);
+      }
     }
     sx[g] = s;
     sumx[g] = sum;
@@ -547,7 +565,7 @@ void run_w4a8(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_p
   std::vector<uint8_t> bad(static_cast<size_t>(m), 0);
   run_tasks(parallel && m >= 8, m, [&](int64_t r) {
     bad[r] = !quantize_a8_row(xb + r * ldx, sx.data() + r * p.groups, sumx.data() + r * p.groups,
-                              x, act, r, p);
+                              x, act, r, p, avx2);
   });
   const plan pl = make_plan(1, 1, p.nblocks, 4, parallel);
   run_tasks(parallel, pl.tasks(), [&](int64_t t) {
