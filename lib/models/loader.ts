@@ -7,8 +7,9 @@
  * tensor and the files searched, E_SHAPE the file, the tensor, both shapes and the config fields). Then
  * each tensor is read straight into its storage (see io/safetensors.ts), optionally converted
  * (options.dtype) or quantized (options.quantize: the decoder's Linear weights [out, in] become
- * quantize(w.transpose()) for qmatmul; embeddings, norms and a tied lm_head stay float). A progress bar
- * is drawn on stderr when it is a TTY and the checkpoint is large.
+ * quantize(w.transpose()) for qmatmul; embeddings, norms and a tied lm_head stay float; with quantize
+ * 'int4', options.activations 'int8' runs them as W4A8). A progress bar is drawn on stderr when it is a
+ * TTY and the checkpoint is large.
  *
  * With a device backend (backend: 'cuda') the fused weights are uploaded once, in the dtype they were
  * loaded in; the decoder then runs every op of a step on the device, keeps its KV caches there, and only
