@@ -499,7 +499,7 @@ thread_local scratch<int8_t> tls_a8_codes;  // W4A8: one group's codes
 
 // W4A8 activations of row r: per weight group g, sx = fround(maxabs / 127) (0 -> 1) and codes
 // xq = clamp(rne(x / sx), -127, 127) in double (lib/backends/js/quant.ts, w4a8), written into the
-// a8_tile layout at dst (padded like the weights; pads stay 0) with their sum. False for a row
+// a8_tile layout at dst (every unit, pads as 0) with their sum. False for a row
 // holding a non-finite value (the caller overwrites its output with NaN). With avx2 the scan and the
 // quantization are the W8A8 path's vector routines (same results: ~40 us -> ~3 us at K 4096).
 bool quantize_a8_row(int8_t* dst, float* sx, int32_t* sumx, const void* x, qgemm_act act,
@@ -558,8 +558,9 @@ void run_w4a8(float* out, const void* x, qgemm_act act, int64_t m, const qgemm_p
   const size_t xb_n = static_cast<size_t>(m * ldx);
   aligned_ptr<int8_t> xb_big;
   if (xb_n > (size_t{16} << 20)) xb_big = alloc_aligned<int8_t>(xb_n);
+  // no clearing: quantize_a8_row writes every unit of a good row (pads included); a bad row's codes
+  // only feed an output row that is overwritten with NaN below
   int8_t* xb = xb_big ? xb_big.get() : tls_a8.get(xb_n);
-  std::memset(xb, 0, xb_n);
   std::vector<float> sx(static_cast<size_t>(m * p.groups));
   std::vector<int32_t> sumx(static_cast<size_t>(m * p.groups));
   std::vector<uint8_t> bad(static_cast<size_t>(m), 0);

@@ -57,17 +57,23 @@ export interface MachinePeakOptions {
   seconds?: number;
 }
 
+/** options is an object; its seconds (default `fallback`) a number in [0.001, 10]. */
+function checkSeconds(op: string, options: { seconds?: number }, fallback: number): number {
+  if (options === null || typeof options !== 'object') throw new TesseraError('E_TYPE', op, `options must be an object, got ${describe(options)}`);
+  const seconds = options.seconds ?? fallback;
+  if (typeof seconds !== 'number' || !(seconds >= 0.001 && seconds <= 10)) {
+    throw new TesseraError('E_ARG', op, `options.seconds must be a number in [0.001, 10], got ${describe(seconds)}`);
+  }
+  return seconds;
+}
+
 /**
  * Measures the fp32 FMA and exact-int8 ceilings of this CPU (blocking the event loop for ~4 x seconds).
  * Null when there is no native cpu addon or no AVX2+FMA calibration loop for this CPU.
  */
 export function machinePeak(options: MachinePeakOptions = {}): MachinePeak | null {
   const op = 'machinePeak';
-  if (options === null || typeof options !== 'object') throw new TesseraError('E_TYPE', op, `options must be an object, got ${describe(options)}`);
-  const seconds = options.seconds ?? 0.2;
-  if (typeof seconds !== 'number' || !(seconds >= 0.001 && seconds <= 10)) {
-    throw new TesseraError('E_ARG', op, `options.seconds must be a number in [0.001, 10], got ${describe(seconds)}`);
-  }
+  const seconds = checkSeconds(op, options, 0.2);
   const { binding } = loadCpuBinding();
   if (!binding || typeof binding.peakRate !== 'function') return null;
   const rate = (kind: number, parallel: boolean) => binding.peakRate!(kind, seconds, parallel) / 1e9;
@@ -84,14 +90,10 @@ export function machinePeak(options: MachinePeakOptions = {}): MachinePeak | nul
  */
 export function memoryBandwidth(options: MemoryBandwidthOptions = {}): MemoryBandwidth | null {
   const op = 'memoryBandwidth';
-  if (options === null || typeof options !== 'object') throw new TesseraError('E_TYPE', op, `options must be an object, got ${describe(options)}`);
+  const seconds = checkSeconds(op, options, 0.3);
   const bytes = options.bytes ?? 256 * 2 ** 20;
   if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < 2 ** 20 || bytes > 2 ** 30) {
     throw new TesseraError('E_ARG', op, `options.bytes must be an integer in [2^20, 2^30], got ${describe(bytes)}`);
-  }
-  const seconds = options.seconds ?? 0.3;
-  if (typeof seconds !== 'number' || !(seconds >= 0.001 && seconds <= 10)) {
-    throw new TesseraError('E_ARG', op, `options.seconds must be a number in [0.001, 10], got ${describe(seconds)}`);
   }
   const { binding } = loadCpuBinding();
   if (!binding || typeof binding.readBandwidth !== 'function') return null;
